@@ -1,0 +1,30 @@
+"""core-rerank: attention-head (CoRe) reranking with open LLMs.
+
+Importing this package is cheap: torch, transformers and the frameworks load only when a
+model is built. ``CoReReranker`` and friends are resolved lazily on first access.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "CoReReranker": "reranker",
+    "RerankResult": "reranker",
+    "HeadConfig": "head_config",
+    "HeadConfigError": "head_config",
+    "PreparedPrompt": "prompt",
+    "detect_heads": "detection",
+    "HeadScoreTable": "detection",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'core_rerank' has no attribute {name!r}")

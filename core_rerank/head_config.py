@@ -1,0 +1,340 @@
+"""Head configurations: which attention heads score documents, and how many layers to run.
+
+A head is a 0-based ``[layer, head]`` pair: ``layer`` indexes ``model.model.layers`` and
+``head`` is a *query* head (with grouped-query attention, query head ``h`` reads KV head
+``h // (num_heads // num_kv_heads)``). This is QRHead's and IBM vLLM-Hook's convention.
+
+Presets ship as JSON in ``core_rerank/heads/`` and are resolved by name or by model id.
+Importers read the official per-head score files, QRHead's ``"layer-head"`` strings and
+vLLM-Hook's ``important_heads`` lists.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+FORMAT = "core-rerank/heads"
+FORMAT_VERSION = 1
+Method = Literal["core", "qr", "icr"]
+
+
+class HeadConfigError(ValueError):
+    """A head configuration is malformed or does not fit the model it is used with."""
+
+
+class Architecture(BaseModel):
+    """The attention shape a head config was made for (used to validate against a model)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int | None = Field(default=None, gt=0)
+
+
+class ScoringSettings(BaseModel):
+    """How token attention becomes document scores (method.md section 1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    calibration: Literal["null_query", "none"] = "null_query"
+    null_query: str = "N/A"
+    # None: the attention module's own scaling. A number overrides it (the official Granite
+    # heads were found with 1/sqrt(head_dim) instead of Granite's attention multiplier).
+    logit_scale: float | None = None
+    outlier_std: float | None = 2.0
+
+
+class Provenance(BaseModel):
+    """Where a head set came from."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+    method: str = "core"
+    temperature: float | None = None
+    k: int | None = None
+    data: str | None = None
+    source: str | None = None
+
+
+class HeadConfig(BaseModel):
+    """A set of attention heads for one model (or model family).
+
+    ``num_layers_to_keep`` is the number of leading decoder layers to run; ``None`` means
+    ``deepest selected layer + 1``. ``heads`` is empty only for ``method="icr"`` (every head).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    name: str | None = None
+    model_ids: list[str] = Field(default_factory=list)
+    architecture: Architecture | None = None
+    method: Method = "core"
+    heads: list[tuple[int, int]] = Field(default_factory=list)
+    num_layers_to_keep: int | None = None
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    provenance: Provenance = Field(default_factory=Provenance)
+
+    @field_validator("heads", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_layer_head_string(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> "HeadConfig":
+        if self.format != FORMAT:
+            raise HeadConfigError(f"not a core-rerank head config (format={self.format!r})")
+        if self.method != "icr" and not self.heads:
+            raise HeadConfigError(f"method {self.method!r} needs at least one head")
+        seen = set()
+        for layer, head in self.heads:
+            if layer < 0 or head < 0:
+                raise HeadConfigError(f"negative index in head [{layer}, {head}]")
+            if (layer, head) in seen:
+                raise HeadConfigError(f"head [{layer}, {head}] is listed twice")
+            seen.add((layer, head))
+        if self.num_layers_to_keep is not None and self.heads:
+            deepest = max(layer for layer, _ in self.heads)
+            if self.num_layers_to_keep < deepest + 1:
+                raise HeadConfigError(
+                    f"num_layers_to_keep={self.num_layers_to_keep} drops layer {deepest}, "
+                    f"which holds a selected head; it must be at least {deepest + 1}"
+                )
+        return self
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def deepest_layer(self) -> int | None:
+        return max((layer for layer, _ in self.heads), default=None)
+
+    def layers_to_run(self, num_hidden_layers: int) -> int:
+        """How many leading layers the scorer needs on a model with ``num_hidden_layers``."""
+        if self.method == "icr":
+            return num_hidden_layers
+        if self.num_layers_to_keep is not None:
+            return min(self.num_layers_to_keep, num_hidden_layers)
+        return self.deepest_layer + 1
+
+    def heads_by_layer(self, num_hidden_layers: int, num_attention_heads: int) -> dict[int, list[int]]:
+        """Selected heads grouped by layer (every head of every layer for ICR)."""
+        if self.method == "icr":
+            return {layer: list(range(num_attention_heads)) for layer in range(num_hidden_layers)}
+        grouped: dict[int, list[int]] = {}
+        for layer, head in self.heads:
+            grouped.setdefault(layer, []).append(head)
+        return {layer: sorted(heads) for layer, heads in sorted(grouped.items())}
+
+    # ------------------------------------------------------------------ validation
+    def validate_for(self, config: Any) -> None:
+        """Raise ``HeadConfigError`` naming the first head that does not fit ``config``.
+
+        ``config`` is a transformers ``PretrainedConfig`` (its text config is used for
+        multimodal models) or anything with the same three attributes.
+        """
+        config = getattr(config, "text_config", None) or config
+        layers = _original_num_layers(config)
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        for layer, head in self.heads:
+            if layer >= layers:
+                raise HeadConfigError(
+                    f"head [{layer}, {head}] does not fit the model: layer {layer} does not exist "
+                    f"(the model has {layers} layers, 0..{layers - 1})"
+                )
+            if head >= heads:
+                raise HeadConfigError(
+                    f"head [{layer}, {head}] does not fit the model: head {head} does not exist "
+                    f"(the model has {heads} attention heads per layer, 0..{heads - 1})"
+                )
+        arch = self.architecture
+        if arch is not None and (
+            arch.num_hidden_layers != layers
+            or arch.num_attention_heads != heads
+            or (arch.num_key_value_heads is not None and arch.num_key_value_heads != kv_heads)
+        ):
+            raise HeadConfigError(
+                f"head config {self.name or ''!s} was made for {arch.num_hidden_layers} layers x "
+                f"{arch.num_attention_heads} heads ({arch.num_key_value_heads} KV heads), but the model "
+                f"has {layers} x {heads} ({kv_heads} KV heads)"
+            )
+
+    # ------------------------------------------------------------------ variants
+    def with_heads(self, heads: Sequence[Sequence[int]], **changes: Any) -> "HeadConfig":
+        data = self.model_dump()
+        data.update(heads=[tuple(h) for h in heads], num_layers_to_keep=None, **changes)
+        return HeadConfig(**data)
+
+    def top(self, k: int) -> "HeadConfig":
+        """The first ``k`` heads (heads are stored best first)."""
+        if k < 1:
+            raise HeadConfigError("k must be at least 1")
+        provenance = self.provenance.model_copy(update={"k": min(k, len(self.heads))})
+        return self.with_heads(self.heads[:k], provenance=provenance)
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["heads"] = [list(h) for h in self.heads]
+        return data
+
+    def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
+        text = json.dumps(self.to_dict(), indent=indent) + "\n"
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HeadConfig":
+        if "params" in data and "important_heads" in data.get("params", {}):
+            return cls.from_vllm_hook(data)
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "HeadConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise HeadConfigError(f"{path}: not valid JSON ({exc})") from exc
+        if _looks_like_score_table(data):
+            raise HeadConfigError(
+                f"{path} is a per-head score table; use HeadConfig.from_scores(...) "
+                "or `core-rerank heads show` to select heads from it"
+            )
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, name_or_path: "str | Path | HeadConfig") -> "HeadConfig":
+        """A shipped preset by name, or a JSON file by path."""
+        if isinstance(name_or_path, HeadConfig):
+            return name_or_path
+        text = str(name_or_path)
+        if text in preset_names():
+            return _load_preset(text)
+        path = Path(text).expanduser()
+        if path.is_file():
+            return cls.from_json(path)
+        raise HeadConfigError(
+            f"no head config named {text!r}: not a shipped preset ({', '.join(preset_names())}) "
+            "and not a file"
+        )
+
+    # ------------------------------------------------------------------ importers
+    @classmethod
+    def from_scores(
+        cls,
+        scores: Mapping[str, float] | str | Path,
+        k: int = 8,
+        max_layers: int | None = None,
+        **fields: Any,
+    ) -> "HeadConfig":
+        """Top-``k`` heads of an official per-head score table (``"layer-head" -> score``).
+
+        ``max_layers`` restricts the choice to layers ``< max_layers`` (pruning-aware
+        selection) and sets ``num_layers_to_keep`` to it.
+        """
+        if not isinstance(scores, Mapping):
+            scores = json.loads(Path(scores).read_text(encoding="utf-8"))
+        table = {parse_layer_head(key): float(value) for key, value in scores.items()}
+        if max_layers is not None:
+            table = {lh: s for lh, s in table.items() if lh[0] < max_layers}
+        ranked = sorted(table, key=lambda lh: (-table[lh], lh))[:k]
+        if not ranked:
+            raise HeadConfigError("the score table has no heads to select")
+        fields.setdefault("num_layers_to_keep", max_layers)
+        return cls(heads=ranked, **fields)
+
+    @classmethod
+    def from_qrhead_string(cls, text: str, **fields: Any) -> "HeadConfig":
+        """QRHead's ``attn_head_set`` string, e.g. ``"14-22,13-16,..."``."""
+        fields.setdefault("method", "qr")
+        return cls(heads=parse_layer_head_string(text), **fields)
+
+    @classmethod
+    def from_vllm_hook(cls, data: Mapping[str, Any] | str | Path, **fields: Any) -> "HeadConfig":
+        """IBM vLLM-Hook's CoRe config: ``{"model_info": {"model_id"}, "params": {"important_heads"}}``."""
+        if not isinstance(data, Mapping):
+            data = json.loads(Path(data).read_text(encoding="utf-8"))
+        try:
+            heads = [tuple(pair) for pair in data["params"]["important_heads"]]
+        except (KeyError, TypeError) as exc:
+            raise HeadConfigError("not a vLLM-Hook config: params.important_heads is missing") from exc
+        model_id = (data.get("model_info") or {}).get("model_id")
+        fields.setdefault("model_ids", [model_id] if model_id else [])
+        fields.setdefault("provenance", Provenance(method="core", source="vLLM-Hook important_heads"))
+        return cls(heads=heads, **fields)
+
+    def to_vllm_hook(self) -> dict[str, Any]:
+        return {
+            "model_info": {"model_id": self.model_ids[0] if self.model_ids else None},
+            "params": {"important_heads": [list(h) for h in self.heads]},
+        }
+
+    def to_qrhead_string(self) -> str:
+        return ",".join(f"{layer}-{head}" for layer, head in self.heads)
+
+
+# ---------------------------------------------------------------------- helpers
+_LAYER_HEAD = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def parse_layer_head(text: str) -> tuple[int, int]:
+    match = _LAYER_HEAD.match(text)
+    if not match:
+        raise HeadConfigError(f"{text!r} is not a 'layer-head' pair such as '13-18'")
+    return int(match.group(1)), int(match.group(2))
+
+
+def parse_layer_head_string(text: str) -> list[tuple[int, int]]:
+    return [parse_layer_head(part) for part in text.split(",") if part.strip()]
+
+
+def _looks_like_score_table(data: Any) -> bool:
+    return isinstance(data, dict) and bool(data) and all(_LAYER_HEAD.match(str(k)) for k in data)
+
+
+def _original_num_layers(config: Any) -> int:
+    """The model's layer count before core-rerank pruned it (pruning records the original)."""
+    return getattr(config, "core_rerank_original_num_hidden_layers", None) or config.num_hidden_layers
+
+
+def _preset_dir():
+    return resources.files("core_rerank") / "heads"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[: -len(".json")] for p in _preset_dir().iterdir() if p.name.endswith(".json"))
+
+
+def _load_preset(name: str) -> HeadConfig:
+    data = json.loads((_preset_dir() / f"{name}.json").read_text(encoding="utf-8"))
+    return HeadConfig.from_dict(data)
+
+
+def _normalise_model_id(model_id: str) -> str:
+    return model_id.strip().rstrip("/").lower()
+
+
+def find_preset(model_id: str, method: Method = "core") -> HeadConfig | None:
+    """The shipped preset whose ``model_ids`` list ``model_id`` (case-insensitive), for ``method``.
+
+    Among several matches the preset without pruning in its name wins.
+    """
+    wanted = _normalise_model_id(model_id)
+    matches = []
+    for name in preset_names():
+        config = _load_preset(name)
+        ids = {_normalise_model_id(m) for m in config.model_ids}
+        # A hub id also matches its bare repository name ("org/name" -> "name").
+        ids |= {m.split("/")[-1] for m in ids}
+        if config.method == method and (wanted in ids or wanted.split("/")[-1] in ids):
+            matches.append(config)
+    matches.sort(key=lambda c: ("prune" in (c.name or ""), c.name or ""))
+    return matches[0] if matches else None

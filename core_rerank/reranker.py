@@ -1,0 +1,384 @@
+"""``CoReReranker``: listwise attention reranking with CoRe, QR or all (ICR) heads."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+from .head_config import HeadConfig, HeadConfigError, find_preset
+from .prompt import PreparedPrompt, PromptBuilder, truncate_words
+from .windows import MARKER_TOKENS, plan_windows
+
+DEFAULT_MAX_DOC_WORDS = 300
+MAX_LENGTH_CAP = 32768  # default prompt budget: min(model context, this)
+METHODS = ("core", "qr", "icr")
+
+Document = "str | Mapping[str, Any]"
+
+
+@dataclass(frozen=True)
+class RerankResult:
+    """One reranked document. ``index`` is its position in the input list; ``rank`` is 1-based."""
+
+    index: int
+    score: float
+    rank: int
+    text: str
+    doc_id: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["relevance_score"] = self.score
+        return data
+
+
+class CoReReranker:
+    """Reranks documents by the attention a few heads of a decoder LLM pay them.
+
+    All candidates and the query share one prompt; the selected heads' attention from the
+    query span to each document, calibrated against a content-free query, is the document's
+    score. Scores are relative within one call (listwise), not probabilities.
+
+    Build it with :meth:`from_pretrained`, or around a model you already loaded::
+
+        CoReReranker(model=model, tokenizer=tokenizer, heads="llama-3.1-8b-instruct")
+
+    A shared, unpruned model still only runs up to the deepest selected layer.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        heads: "str | HeadConfig | None" = None,
+        method: str = "core",
+        max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS,
+        max_length: int | None = None,
+        model_id: str | None = None,
+    ):
+        from . import capture
+
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id or getattr(model.config, "_name_or_path", None) or "model"
+        self.heads = resolve_heads(heads, method, [self.model_id])
+        self.method = self.heads.method
+        self.heads.validate_for(model.config)
+        text_config = getattr(model.config, "text_config", None) or model.config
+        self._num_layers = text_config.num_hidden_layers
+        needed = self.heads.layers_to_run(self._num_layers)
+        if needed > self._num_layers:
+            raise HeadConfigError(
+                f"the heads need {needed} layers but the loaded model has only {self._num_layers}"
+            )
+        self._heads_by_layer = self.heads.heads_by_layer(needed, text_config.num_attention_heads)
+        self._stop_after = needed - 1
+        if max_doc_words is not None and max_doc_words < 1:
+            raise ValueError("max_doc_words must be a positive number of words, or None")
+        self.max_doc_words = max_doc_words
+        context = getattr(text_config, "max_position_embeddings", None) or MAX_LENGTH_CAP
+        self.max_length = int(max_length) if max_length else min(context, MAX_LENGTH_CAP)
+        self.builder = PromptBuilder(tokenizer, null_query=self.heads.scoring.null_query)
+        capture.install(model)
+        self._decoder = model.base_model
+        self._cache_arg = "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_name_or_path: str,
+        heads: "str | HeadConfig | None" = None,
+        method: str = "core",
+        num_layers_to_keep: "int | str | None" = "auto",
+        device: Any = None,
+        dtype: Any = "auto",
+        device_map: Any = None,
+        max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS,
+        max_length: int | None = None,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        model_kwargs: Mapping[str, Any] | None = None,
+        tokenizer_kwargs: Mapping[str, Any] | None = None,
+    ) -> "CoReReranker":
+        """Load a model for reranking.
+
+        ``model_name_or_path``: a registered offline name (``"smollm2-135m-instruct"``), a hub
+        id, a local checkpoint directory or a ``.gguf`` file. ``heads``: a preset name, a JSON
+        path or a ``HeadConfig``; ``None`` picks the shipped preset for the model and method.
+        ``num_layers_to_keep``: ``"auto"`` builds only the layers the heads need, an int builds
+        that many, ``None`` builds them all.
+        """
+        from . import loading
+
+        source = loading.resolve_source(model_name_or_path)
+        hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir,
+                                     trust_remote_code=trust_remote_code).items() if v}
+        if local_files_only:
+            hub["local_files_only"] = True
+        config = loading.load_config(source, **hub)
+        head_config = resolve_heads(heads, method, list(source.model_ids))
+        head_config.validate_for(config)
+        text_config = getattr(config, "text_config", None) or config
+        full_layers = text_config.num_hidden_layers
+        if num_layers_to_keep == "auto":
+            keep = head_config.layers_to_run(full_layers)
+        elif num_layers_to_keep is None:
+            keep = full_layers
+        else:
+            keep = int(num_layers_to_keep)
+            if not 1 <= keep <= full_layers:
+                raise ValueError(f"num_layers_to_keep must be between 1 and {full_layers}, got {keep}")
+            if head_config.method != "icr" and keep < head_config.deepest_layer + 1:
+                raise HeadConfigError(
+                    f"num_layers_to_keep={keep} drops layer {head_config.deepest_layer}, which holds a "
+                    f"selected head; keep at least {head_config.deepest_layer + 1} layers"
+                )
+        torch_device = loading.resolve_device(device)
+        torch_dtype = loading.resolve_dtype(dtype, torch_device)
+        tokenizer = loading.load_tokenizer(source, **hub, **(tokenizer_kwargs or {}))
+        model = loading.load_model(
+            source, keep, full_layers, torch_device, torch_dtype, device_map, **hub, **(model_kwargs or {})
+        )
+        return cls(model, tokenizer, heads=head_config, max_doc_words=max_doc_words,
+                   max_length=max_length, model_id=source.model_ids[0])
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ prompts
+    def prepare(self, query: str, documents: Sequence[Any]) -> PreparedPrompt:
+        """The exact prompt ``score`` runs for these documents: token ids and spans.
+
+        Documents are cut to ``max_doc_words``. Raises ``ValueError`` if a document is empty
+        or the prompt exceeds ``max_length`` (``score`` would split such a list into windows).
+        """
+        query = _check_query(query)
+        texts = [truncate_words(t, self.max_doc_words) for t in _document_texts(documents)]
+        empty = [i for i, t in enumerate(texts) if not t]
+        if empty:
+            raise ValueError(f"documents {empty} are empty; prepare() needs text in every document")
+        prepared = self.builder.prepare(query, texts)
+        if len(prepared) > self.max_length:
+            raise ValueError(
+                f"the prompt has {len(prepared)} tokens, over max_length={self.max_length}; "
+                "score()/rerank() split such lists into windows"
+            )
+        return prepared
+
+    # ------------------------------------------------------------------ scoring
+    def score(self, query: str, documents: Sequence[Any]) -> list[float]:
+        """One score per document, in input order (higher is more relevant).
+
+        Identical texts share one slot in the prompt and get the same score. An empty (or
+        whitespace-only) document gets ``-inf`` and is not put in the prompt. Lists that do
+        not fit ``max_length`` are split into balanced windows (see ``core_rerank.windows``).
+        """
+        query = _check_query(query)
+        texts = [truncate_words(t, self.max_doc_words) for t in _document_texts(documents)]
+        scores = [float("-inf")] * len(texts)
+        unique: dict[str, list[int]] = {}
+        for index, text in enumerate(texts):
+            if text:
+                unique.setdefault(text, []).append(index)
+        if not unique:
+            return scores
+        keys = list(unique)
+        capacity = self.max_length - self.builder.overhead_tokens(query)
+        if capacity < MARKER_TOKENS + 16:
+            raise ValueError(
+                f"max_length={self.max_length} leaves no room for documents next to this query"
+            )
+        slots = self._fit_long_documents(keys, capacity)
+        counts = self.builder.count_tokens(slots)
+        with self._lock:
+            for window in plan_windows(counts, capacity):
+                prepared = self.builder.prepare(query, [slots[i] for i in window])
+                for slot, value in zip(window, self._score_prepared(prepared)):
+                    for index in unique[keys[slot]]:
+                        scores[index] = value
+        return scores
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        top_k: int | None = None,
+        doc_ids: Sequence[Any] | None = None,
+    ) -> list[RerankResult]:
+        """Documents sorted best first (ties keep input order), cut to ``top_k``."""
+        documents = list(_check_documents(documents))
+        if doc_ids is not None and len(doc_ids) != len(documents):
+            raise ValueError(f"got {len(doc_ids)} doc_ids for {len(documents)} documents")
+        if top_k is not None and top_k < 0:
+            raise ValueError("top_k must be >= 0 or None")
+        scores = self.score(query, documents) if documents else []
+        order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
+        if top_k is not None:
+            order = order[:top_k]
+        texts = _document_texts(documents)
+        return [
+            RerankResult(index=i, score=scores[i], rank=rank, text=texts[i],
+                         doc_id=doc_ids[i] if doc_ids is not None else None)
+            for rank, i in enumerate(order, start=1)
+        ]
+
+    rank = rerank  # the name sentence-transformers and rerankers users know
+
+    def rerank_batch(
+        self,
+        queries: Sequence[str],
+        documents_per_query: Sequence[Sequence[Any]],
+        top_k: int | None = None,
+        doc_ids_per_query: Sequence[Sequence[Any]] | None = None,
+    ) -> list[list[RerankResult]]:
+        """``rerank`` for several queries, each with its own candidate list."""
+        if isinstance(queries, str):
+            raise TypeError("queries must be a list of strings, not one string")
+        if len(queries) != len(documents_per_query):
+            raise ValueError(f"got {len(queries)} queries but {len(documents_per_query)} document lists")
+        ids = doc_ids_per_query or [None] * len(queries)
+        with self._lock:
+            return [self.rerank(q, d, top_k=top_k, doc_ids=i) for q, d, i in zip(queries, documents_per_query, ids)]
+
+    async def arerank(self, query: str, documents: Sequence[Any], top_k: int | None = None,
+                      doc_ids: Sequence[Any] | None = None) -> list[RerankResult]:
+        """``rerank`` in a worker thread (the model lock serialises forward passes)."""
+        return await asyncio.to_thread(self.rerank, query, documents, top_k, doc_ids)
+
+    async def ascore(self, query: str, documents: Sequence[Any]) -> list[float]:
+        return await asyncio.to_thread(self.score, query, documents)
+
+    # ------------------------------------------------------------------ internals
+    def _fit_long_documents(self, texts: list[str], capacity: int) -> list[str]:
+        """Cut (by tokens) any document that cannot fit a prompt even on its own."""
+        limit = capacity - MARKER_TOKENS - 8
+        counts = self.builder.count_tokens(texts)
+        fitted = []
+        for text, count in zip(texts, counts):
+            if count > limit:
+                offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+                text = text[: offsets[limit - 1][1]]
+            fitted.append(text)
+        return fitted
+
+    def token_scores(self, prepared: PreparedPrompt) -> Any:
+        """Calibrated per-token scores ``c_j`` (a float64 numpy array over the shared prefix)."""
+        import numpy as np
+        import torch
+
+        with self._lock, torch.inference_mode():
+            summed = self._head_sums(prepared)
+        return np.asarray(summed, dtype=np.float64)
+
+    def _score_prepared(self, prepared: PreparedPrompt) -> list[float]:
+        from .scoring import document_scores
+
+        return document_scores(self.token_scores(prepared), prepared.document_spans,
+                               self.heads.scoring.outlier_std)
+
+    def _head_sums(self, prepared: PreparedPrompt):
+        """Summed, row-averaged attention of the selected heads on each prefix token."""
+        import torch
+        from transformers import DynamicCache
+
+        prefix = prepared.prefix_length
+        if prepared.document_spans and prepared.document_spans[-1][1] > prefix:
+            raise RuntimeError("the tokenizer merged document and query tokens; cannot calibrate")
+        device = self.device
+        ids = torch.tensor([prepared.input_ids], device=device)
+        cache = DynamicCache(config=self.model.config)
+        self._run(ids[:, :prefix], cache, rows=None)
+        query_rows = self._run(ids[:, prefix:], cache, rows=_shift(prepared.query_span, prefix))
+        summed = _sum_heads(query_rows)[:prefix]
+        if self.heads.scoring.calibration == "none":
+            return summed.cpu()
+        null_ids = torch.tensor([prepared.null_input_ids], device=device)
+        try:
+            cache.crop(prefix)
+        except (RuntimeError, ValueError):  # e.g. a sliding-window cache past its window
+            cache = DynamicCache(config=self.model.config)
+            self._run(null_ids[:, :prefix], cache, rows=None)
+        null_rows = self._run(null_ids[:, prefix:], cache, rows=_shift(prepared.null_query_span, prefix))
+        return (summed - _sum_heads(null_rows)[:prefix]).cpu()
+
+    def _run(self, ids, cache, rows):
+        from .capture import CaptureRequest, StopForward, capture
+
+        request = CaptureRequest(self._heads_by_layer, rows, self._stop_after, self.heads.scoring.logit_scale)
+        with capture(request):
+            try:
+                self._decoder(input_ids=ids, use_cache=True, **{self._cache_arg: cache})
+            except StopForward:
+                pass
+        return request.results
+
+
+def _shift(span: tuple[int, int], offset: int) -> tuple[int, int]:
+    return span[0] - offset, span[1] - offset
+
+
+def _sum_heads(results):
+    total = None
+    for rows in results.values():
+        layer_sum = rows.sum(dim=0)
+        total = layer_sum if total is None else total + layer_sum
+    return total.double()
+
+
+def resolve_heads(heads: "str | HeadConfig | None", method: str, model_ids: Sequence[str]) -> HeadConfig:
+    """The head config for a model: explicit, a preset, or all heads for ICR."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if heads is not None:
+        if method == "icr":
+            raise ValueError("method='icr' uses every head; do not pass heads= with it")
+        return HeadConfig.load(heads)
+    if method == "icr":
+        return HeadConfig(method="icr", name="icr-all-heads", provenance={"method": "icr"})
+    for model_id in model_ids:
+        preset = find_preset(model_id, method)
+        if preset is not None:
+            return preset
+    raise HeadConfigError(
+        f"no shipped {method.upper()} heads for {model_ids[0]!r}. Pass heads= (a preset name, "
+        "a JSON file or a HeadConfig), find heads for this model with `core-rerank detect`, "
+        "or use method='icr' (all heads, no head selection)"
+    )
+
+
+def _check_query(query: Any) -> str:
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query is empty: reranking needs a query with some text")
+    return " ".join(query.split())
+
+
+def _check_documents(documents: Any) -> Sequence[Any]:
+    if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
+        raise TypeError("documents must be a list of strings (or of {'text', 'title'} mappings)")
+    return documents
+
+
+def _document_texts(documents: Sequence[Any]) -> list[str]:
+    texts = []
+    for index, doc in enumerate(_check_documents(documents)):
+        if isinstance(doc, str):
+            texts.append(doc)
+        elif isinstance(doc, Mapping) and isinstance(doc.get("text"), str):
+            title = doc.get("title") or ""
+            texts.append(f"{title} {doc['text']}".strip() if isinstance(title, str) else doc["text"])
+        else:
+            raise TypeError(
+                f"document {index} is a {type(doc).__name__}; documents must be strings "
+                "(or mappings with a 'text' string and an optional 'title')"
+            )
+    return texts
