@@ -41,13 +41,15 @@ class CaptureRequest:
     range of query-span positions *within this forward chunk*; ``stop_after_layer`` ends the
     pass once that layer's keys and values are cached (and its rows captured).
     ``results[layer]`` gets a float32 [len(heads), context] tensor: the attention of each head
-    averaged over the rows.
+    averaged over the rows, over every position of the context (``past_length`` + this chunk;
+    positions a sliding-window layer no longer holds get 0).
     """
 
     heads_by_layer: dict[int, list[int]]
     rows: tuple[int, int] | None
     stop_after_layer: int | None
     logit_scale: float | None = None
+    past_length: int = 0  # tokens already in the KV cache before this forward chunk
     results: dict[int, torch.Tensor] = field(default_factory=dict)
     _head_index: dict[Any, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -114,20 +116,29 @@ def _mean_rows(module, query, key, attention_mask, scale, request, layer, softca
     logits = torch.matmul(q, k.transpose(-1, -2)) * scale  # [H, R, K]
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    logits = logits + _row_mask(module, attention_mask, query.shape[2], key.shape[2], start, end, q.device)
-    return torch.softmax(logits, dim=-1).mean(dim=1)
+    # A sliding-window cache returns only its last keys: they end at the current position.
+    total = request.past_length + query.shape[2]
+    key_offset = total - key.shape[2]
+    logits = logits + _row_mask(module, attention_mask, request.past_length, key_offset, key.shape[2],
+                                start, end, q.device)
+    probs = torch.softmax(logits, dim=-1).mean(dim=1)
+    if key_offset == 0:
+        return probs
+    full = probs.new_zeros((probs.shape[0], total))
+    full[:, key_offset:] = probs
+    return full
 
 
-def _row_mask(module, attention_mask, q_len, kv_len, start, end, device) -> torch.Tensor:
+def _row_mask(module, attention_mask, past, key_offset, key_len, start, end, device) -> torch.Tensor:
     """Additive [R, K] mask for the captured rows, from the mask the layer itself uses."""
     if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
-        rows = attention_mask[0, 0, start:end, :kv_len]
+        rows = attention_mask[0, 0, start:end, -key_len:]
         if rows.dtype == torch.bool:
             return torch.zeros(rows.shape, device=device).masked_fill(~rows.to(device), float("-inf"))
         return rows.float().to(device)
     # No mask tensor: plain causal attention (plus the layer's sliding window, if any).
-    q_pos = torch.arange(start, end, device=device).unsqueeze(1) + (kv_len - q_len)
-    k_pos = torch.arange(kv_len, device=device).unsqueeze(0)
+    q_pos = torch.arange(start, end, device=device).unsqueeze(1) + past
+    k_pos = torch.arange(key_len, device=device).unsqueeze(0) + key_offset
     blocked = k_pos > q_pos
     window = getattr(module, "sliding_window", None)
     if window:

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 FORMAT = "core-rerank/heads"
 FORMAT_VERSION = 1
@@ -79,6 +79,13 @@ class HeadConfig(BaseModel):
     num_layers_to_keep: int | None = None
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     provenance: Provenance = Field(default_factory=Provenance)
+
+    def __init__(self, **data: Any):
+        # Validation problems surface as HeadConfigError (a ValueError), not pydantic's type.
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise HeadConfigError(_describe(exc)) from None
 
     @field_validator("heads", mode="before")
     @classmethod
@@ -186,6 +193,7 @@ class HeadConfig(BaseModel):
 
     def to_json(self, path: str | Path | None = None, indent: int = 2) -> str:
         text = json.dumps(self.to_dict(), indent=indent) + "\n"
+        text = _PAIR_LINES.sub(r"[\1, \2]", text)  # one [layer, head] pair per line
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
@@ -282,7 +290,17 @@ class HeadConfig(BaseModel):
 
 
 # ---------------------------------------------------------------------- helpers
+_PAIR_LINES = re.compile(r"\[\s+(\d+),\s+(\d+)\s+\]")
 _LAYER_HEAD = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "invalid head config: " + "; ".join(problems)
 
 
 def parse_layer_head(text: str) -> tuple[int, int]:

@@ -312,7 +312,8 @@ class CoReReranker:
     def _run(self, ids, cache, rows):
         from .capture import CaptureRequest, StopForward, capture
 
-        request = CaptureRequest(self._heads_by_layer, rows, self._stop_after, self.heads.scoring.logit_scale)
+        request = CaptureRequest(self._heads_by_layer, rows, self._stop_after, self.heads.scoring.logit_scale,
+                                 past_length=cache.get_seq_length())
         with capture(request):
             try:
                 self._decoder(input_ids=ids, use_cache=True, **{self._cache_arg: cache})

@@ -1,0 +1,278 @@
+"""BEIR folders, TREC run files and a BM25 first stage, for evaluation.
+
+A BEIR folder holds ``corpus.jsonl`` (or ``corpus.jsonl.gz``), ``queries.jsonl`` and
+``qrels/<split>.tsv`` (header line, then ``query-id  corpus-id  score``). The in-memory shapes
+follow BEIR: corpus ``{doc_id: {"title", "text"}}``, queries ``{qid: text}``, qrels
+``{qid: {doc_id: int}}``. A run is ``{qid: [doc_id, ...]}`` in first-stage order (rank 1
+first) plus the run's own scores.
+
+Conventions (see ``docs/results.md``):
+
+- Judgements of score 0 (or below) are kept in the qrels but are not relevant (gain 0).
+- A query is evaluated when it has at least one judgement in the split; queries with no
+  candidates are counted and reported by the caller, never dropped silently.
+- BEIR's rule: a candidate whose doc id equals the query id is removed (``ignore_identical_ids``).
+- First-stage order of a TREC run is its rank column (ties: file order). trec_eval itself
+  ignores the rank column and sorts by score, then doc id descending; the two orders only
+  differ inside groups of tied scores.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+BM25_INSTALL_HINT = 'the BM25 first stage needs bm25s and PyStemmer: pip install "core-rerank[eval]"'
+
+
+# ---------------------------------------------------------------------- readers
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _jsonl(path: Path) -> Iterable[dict]:
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+
+
+def find_corpus_file(data_dir: str | Path) -> Path:
+    data_dir = Path(data_dir)
+    for name in ("corpus.jsonl", "corpus.jsonl.gz"):
+        if (data_dir / name).is_file():
+            return data_dir / name
+    raise FileNotFoundError(f"{data_dir}: no corpus.jsonl or corpus.jsonl.gz (BEIR layout expected)")
+
+
+def load_corpus(path: str | Path, doc_ids: Iterable[str] | None = None) -> dict[str, dict[str, str]]:
+    """``{doc_id: {"title", "text"}}`` from a BEIR corpus file (optionally only ``doc_ids``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = find_corpus_file(path)
+    wanted = set(doc_ids) if doc_ids is not None else None
+    corpus: dict[str, dict[str, str]] = {}
+    for record in _jsonl(path):
+        doc_id = str(record["_id"])
+        if wanted is not None and doc_id not in wanted:
+            continue
+        corpus[doc_id] = {"title": record.get("title") or "", "text": record.get("text") or ""}
+    return corpus
+
+
+def load_queries(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "queries.jsonl"
+    return {str(r["_id"]): r.get("text") or "" for r in _jsonl(path)}
+
+
+def load_qrels(path: str | Path, split: str = "test") -> dict[str, dict[str, int]]:
+    """``{qid: {doc_id: grade}}`` from ``qrels/<split>.tsv`` (path to the file or the folder).
+
+    Keeps the file's query order. The header line is skipped when its score column is not a
+    number. A repeated (qid, doc_id) pair keeps the last grade, as trec_eval does.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "qrels" / f"{split}.tsv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no qrels file {path}")
+    qrels: dict[str, dict[str, int]] = {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
+            if not row or not "".join(row).strip():
+                continue
+            if len(row) == 1:  # tolerate space-separated files
+                row = row[0].split()
+            if len(row) == 4:  # TREC qrels: qid iter docid rel
+                row = [row[0], row[2], row[3]]
+            if len(row) != 3:
+                raise ValueError(f"{path}:{number}: expected query-id, corpus-id, score")
+            try:
+                grade = int(float(row[2]))
+            except ValueError:
+                if number == 1:
+                    continue  # header
+                raise ValueError(f"{path}:{number}: score {row[2]!r} is not a number") from None
+            qrels.setdefault(row[0].strip(), {})[row[1].strip()] = grade
+    return qrels
+
+
+@dataclass
+class Run:
+    """A first-stage run: candidates per query in first-stage order, with the run's scores."""
+
+    order: dict[str, list[str]] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    name: str = "run"
+
+    def top(self, qid: str, depth: int | None) -> list[str]:
+        docs = self.order.get(qid, [])
+        return list(docs if depth is None else docs[:depth])
+
+
+def load_trec_run(path: str | Path) -> Run:
+    """A TREC run file ``qid Q0 docid rank score tag``.
+
+    First-stage order is the rank column (ties: file order). A doc listed twice for one query
+    keeps its first line.
+    """
+    path = Path(path)
+    rows: dict[str, list[tuple[float, int, str, float]]] = {}
+    tag = None
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) < 5:
+                raise ValueError(f"{path}:{number}: expected 'qid Q0 docid rank score [tag]'")
+            qid, doc_id = parts[0], parts[2]
+            try:
+                rank, score = float(parts[3]), float(parts[4])
+            except ValueError:
+                raise ValueError(f"{path}:{number}: rank and score must be numbers") from None
+            tag = tag or (parts[5] if len(parts) > 5 else None)
+            rows.setdefault(qid, []).append((rank, number, doc_id, score))
+    run = Run(name=tag or path.name)
+    for qid, entries in rows.items():
+        entries.sort(key=lambda e: (e[0], e[1]))
+        order, scores = [], {}
+        for _, _, doc_id, score in entries:
+            if doc_id in scores:
+                continue
+            order.append(doc_id)
+            scores[doc_id] = score
+        run.order[qid] = order
+        run.scores[qid] = scores
+    return run
+
+
+def write_trec_run(path: str | Path, scores: Mapping[str, Mapping[str, float]], tag: str = "core-rerank") -> None:
+    """Write ``{qid: {doc_id: score}}`` as a TREC run, each query sorted like trec_eval sorts it."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for qid, docs in scores.items():
+            ranked = sorted(docs.items(), key=lambda item: (item[1], item[0]), reverse=True)
+            for rank, (doc_id, score) in enumerate(ranked, start=1):
+                handle.write(f"{qid} Q0 {doc_id} {rank} {score!r} {tag}\n")
+
+
+# ---------------------------------------------------------------------- BM25
+def bm25_run(
+    corpus: Mapping[str, Mapping[str, str]],
+    queries: Mapping[str, str],
+    k: int = 100,
+    k1: float = 0.9,
+    b: float = 0.4,
+) -> Run:
+    """BM25 top-``k`` with bm25s (Lucene variant, k1=0.9, b=0.4, English stopwords and stemmer).
+
+    Documents are ``title + " " + text``, as in BEIR. The settings match the shared SciFact run.
+    """
+    try:
+        import bm25s
+        import Stemmer
+    except ImportError as exc:
+        raise ImportError(BM25_INSTALL_HINT) from exc
+    doc_ids = list(corpus)
+    texts = [f"{corpus[d].get('title') or ''} {corpus[d].get('text') or ''}".strip() for d in doc_ids]
+    stemmer = Stemmer.Stemmer("english")
+    retriever = bm25s.BM25(k1=k1, b=b)
+    retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False),
+                    show_progress=False)
+    qids = list(queries)
+    k = min(k, len(doc_ids))
+    tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", stemmer=stemmer, show_progress=False)
+    results, scores = retriever.retrieve(tokens, k=k, show_progress=False)
+    run = Run(name=f"bm25s_k{k1}_b{b}")
+    for row, qid in enumerate(qids):
+        pairs = [(doc_ids[int(i)], float(s)) for i, s in zip(results[row], scores[row])]
+        # bm25s returns zero-score padding when fewer docs match; keep only matching docs.
+        pairs = [p for p in pairs if p[1] > 0]
+        run.order[qid] = [d for d, _ in pairs]
+        run.scores[qid] = dict(pairs)
+    return run
+
+
+# ---------------------------------------------------------------------- a whole folder
+@dataclass
+class EvalData:
+    """Everything one evaluation needs: judged queries, their texts, candidates and documents."""
+
+    data_dir: Path
+    split: str
+    queries: dict[str, str]          # judged queries only, in qrels order
+    qrels: dict[str, dict[str, int]]
+    run: Run
+    corpus: dict[str, dict[str, str]]
+    run_source: str                  # path of the run file, or "bm25s (built here)"
+    removed_identical: int = 0       # candidates dropped by BEIR's query-id == doc-id rule
+    missing_texts: dict[str, list[str]] = field(default_factory=dict)
+
+    def candidates(self, qid: str, depth: int | None) -> list[str]:
+        return self.run.top(qid, depth)
+
+    def missing_candidates(self, qids: Iterable[str] | None = None) -> list[str]:
+        """Judged queries with no candidate at all (they score 0 and are reported)."""
+        return [q for q in (qids or self.queries) if not self.run.order.get(q)]
+
+
+def load_eval_data(
+    data_dir: str | Path,
+    split: str = "test",
+    run_file: str | Path | None = None,
+    bm25_k: int = 100,
+    ignore_identical_ids: bool = True,
+) -> EvalData:
+    """Load a BEIR folder for reranking evaluation.
+
+    ``run_file``: a TREC run; ``None`` uses ``<data_dir>/run.bm25.top100.trec`` when it exists,
+    else builds a BM25 top-``bm25_k`` run with bm25s. Only the documents the run needs are kept.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"no data folder {data_dir}")
+    qrels = load_qrels(data_dir, split)
+    all_queries = load_queries(data_dir)
+    absent = [q for q in qrels if q not in all_queries]
+    if absent:
+        raise ValueError(f"{len(absent)} judged queries have no text in queries.jsonl (e.g. {absent[:3]})")
+    queries = {q: all_queries[q] for q in qrels}
+    if run_file is None and (data_dir / "run.bm25.top100.trec").is_file():
+        run_file = data_dir / "run.bm25.top100.trec"
+    if run_file is not None:
+        run = load_trec_run(run_file)
+        corpus = load_corpus(find_corpus_file(data_dir),
+                             doc_ids={d for q in queries for d in run.order.get(q, [])})
+        source = str(run_file)
+    else:
+        corpus = load_corpus(find_corpus_file(data_dir))
+        run = bm25_run(corpus, queries, k=bm25_k)
+        source = f"bm25s top-{bm25_k} (k1=0.9, b=0.4, built at load time)"
+    run.order = {q: run.order[q] for q in queries if q in run.order}
+    removed = 0
+    if ignore_identical_ids:
+        for qid, docs in run.order.items():
+            if qid in docs:
+                removed += 1
+                run.order[qid] = [d for d in docs if d != qid]
+    missing_texts: dict[str, list[str]] = {}
+    for qid, docs in run.order.items():
+        lost = [d for d in docs if d not in corpus]
+        if lost:
+            missing_texts[qid] = lost
+    return EvalData(data_dir=data_dir, split=split, queries=queries, qrels=qrels, run=run,
+                    corpus=corpus, run_source=source, removed_identical=removed,
+                    missing_texts=missing_texts)

@@ -1,0 +1,890 @@
+"""Head detection: find CoRe (and QR) heads for a decoder LLM on any data (method.md sections 2-3).
+
+Each detection prompt is the reranking prompt (same builder, same spans) over one query's
+positive and hard negatives, the positive placed at ``positions`` slots spread over the list.
+One forward pass per prompt, with no calibration, captures the query-span rows of *every* head
+of every layer scored (softmax over the whole causal context, from the layer's own post-RoPE
+queries and keys, as the reranker does), averages them over the rows and reduces them at once
+to per-document masses ``s[layer, head, doc]``; no attention matrix is ever kept. Per head:
+
+- CoRe: ``SCoRe = exp(s_pos/t) / sum_d exp(s_d/t)`` (a stable log-sum-exp), averaged over
+  prompts, for several temperatures at once (a sweep needs one detection pass);
+- QR: ``s_pos`` averaged over prompts (the CoRe paper's QR-R baseline; the default), or with
+  ``qr_calibration=True`` ``s_pos(query) - s_pos("N/A" query)`` as QRHead's release does
+  (one more forward per prompt);
+- ``top1``: how often the positive gets the most mass (SCoRe's t -> 0 limit), for reading.
+
+``detect_heads`` returns a :class:`HeadScoreTable`; ``table.top_k(8)`` is a ``HeadConfig``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import shlex
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .detection_data import (  # noqa: F401  (re-exported)
+    DetectionDataError,
+    Example,
+    ExampleSet,
+    as_examples,
+    beir_examples,
+    iter_prompts,
+    read_jsonl_examples,
+)
+from .head_config import HeadConfig, HeadConfigError, Provenance, parse_layer_head
+
+TABLE_FORMAT = "core-rerank/head-scores"
+DEFAULT_TEMPERATURE = 0.1
+SWEEP_TEMPERATURES = (0.001, 0.01, 0.1, 1.0)
+
+_state = threading.local()
+_WRAPPER_PREFIX = "core_rerank_detect_"
+
+
+def core_key(temperature: float) -> str:
+    return f"core@{float(temperature):g}"
+
+
+# ====================================================================== score table
+@dataclass
+class HeadScoreTable:
+    """Mean per-head detection scores, ``[layers, heads]`` arrays keyed by score name.
+
+    Keys: ``"core@<t>"`` for each temperature, ``"qr"``, ``"qr_calibrated"`` (when asked for)
+    and ``"top1"``. ``method`` / ``temperature`` say which one ranks heads by default.
+    Layers not scored (beyond ``max_layers``) are absent: ``num_layers_scored`` rows.
+    """
+
+    scores: dict[str, np.ndarray]
+    method: str = "core"
+    temperature: float | None = DEFAULT_TEMPERATURE
+    model_ids: list[str] = field(default_factory=list)
+    architecture: dict[str, Any] | None = None
+    num_prompts: int = 0
+    std: dict[str, np.ndarray] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def num_layers_scored(self) -> int:
+        return next(iter(self.scores.values())).shape[0]
+
+    @property
+    def num_heads(self) -> int:
+        return next(iter(self.scores.values())).shape[1]
+
+    @property
+    def temperatures(self) -> list[float]:
+        return sorted(float(k.split("@", 1)[1]) for k in self.scores if k.startswith("core@"))
+
+    def key(self, method: str | None = None, temperature: float | None = None) -> str:
+        method = method or self.method
+        if method == "core":
+            t = temperature if temperature is not None else self.temperature
+            if t is None:
+                raise KeyError("method 'core' needs a temperature")
+            key = core_key(t)
+        elif method == "qr" and temperature is None and "qr" not in self.scores and "qr_calibrated" in self.scores:
+            key = "qr_calibrated"
+        else:
+            key = method
+        if key not in self.scores:
+            raise KeyError(f"the table has no {key!r} scores (it has: {', '.join(self.scores)})")
+        return key
+
+    def values(self, method: str | None = None, temperature: float | None = None) -> np.ndarray:
+        return self.scores[self.key(method, temperature)]
+
+    def as_layer_head(self, method: str | None = None, temperature: float | None = None,
+                      digits: int | None = None) -> dict[str, float]:
+        """The official ``{"layer-head": score}`` mapping (reads with ``HeadConfig.from_scores``)."""
+        values = self.values(method, temperature)
+        return {f"{l}-{h}": (round(float(values[l, h]), digits) if digits else float(values[l, h]))
+                for l in range(values.shape[0]) for h in range(values.shape[1])}
+
+    def ranking(self, method: str | None = None, temperature: float | None = None,
+                max_layers: int | None = None) -> list[tuple[int, int]]:
+        """Every head, best first (ties: lower layer, then lower head)."""
+        values = self.values(method, temperature)
+        layers = values.shape[0] if max_layers is None else min(max_layers, values.shape[0])
+        heads = [(l, h) for l in range(layers) for h in range(values.shape[1])]
+        return sorted(heads, key=lambda lh: (-values[lh], lh))
+
+    def top_k(self, k: int = 8, max_layers: int | None = None, method: str | None = None,
+              temperature: float | None = None, name: str | None = None,
+              **provenance: Any) -> HeadConfig:
+        """The top-``k`` heads as a ``HeadConfig``, with provenance.
+
+        ``max_layers``: pruning-aware selection; only heads in layers ``< max_layers`` are
+        chosen and the config runs exactly ``max_layers`` layers (``num_layers_to_keep``).
+        ``method``: ``"core"`` or ``"qr"`` (default: the table's); ``temperature`` for core.
+        """
+        if k < 1:
+            raise HeadConfigError("k must be at least 1")
+        method = method or self.method
+        if method not in ("core", "qr"):
+            raise ValueError(f"method must be 'core' or 'qr', got {method!r}")
+        if max_layers is not None and not 1 <= max_layers <= self.num_layers_scored:
+            raise ValueError(f"max_layers must be between 1 and {self.num_layers_scored}, got {max_layers}")
+        key = self.key(method, temperature)
+        heads = self.ranking(method, temperature, max_layers)[:k]
+        t = float(key.split("@", 1)[1]) if key.startswith("core@") else None
+        info = dict(self.provenance)
+        info.update(
+            method=method,
+            temperature=t,
+            k=len(heads),
+            score=key,
+            max_layers=max_layers,
+            head_scores=self.as_layer_head(method, temperature, digits=6),
+        )
+        info.update(provenance)
+        model_short = self.model_ids[0].split("/")[-1].lower() if self.model_ids else "model"
+        default_name = f"{model_short}-{method}-detected" + (f"-{max_layers}layers" if max_layers else "")
+        arch = self.architecture or None
+        return HeadConfig(
+            name=name or default_name,
+            model_ids=list(self.model_ids),
+            architecture=arch,
+            method=method,
+            heads=heads,
+            num_layers_to_keep=max_layers,
+            provenance=Provenance(**{k_: v for k_, v in info.items() if v is not None}),
+        )
+
+    # ------------------------------------------------------------------ files
+    def to_dict(self, digits: int = 8) -> dict[str, Any]:
+        def mapping(array: np.ndarray) -> dict[str, float]:
+            return {f"{l}-{h}": round(float(array[l, h]), digits)
+                    for l in range(array.shape[0]) for h in range(array.shape[1])}
+
+        return {
+            "format": TABLE_FORMAT,
+            "format_version": 1,
+            "model_ids": list(self.model_ids),
+            "architecture": self.architecture,
+            "num_layers_scored": self.num_layers_scored,
+            "method": self.method,
+            "temperature": self.temperature,
+            "num_prompts": self.num_prompts,
+            # The default ranking in the official layout ("layer-head" -> mean score).
+            "scores": mapping(self.values()),
+            "tables": {key: mapping(values) for key, values in self.scores.items()},
+            "std": {key: mapping(values) for key, values in self.std.items()},
+            "provenance": self.provenance,
+            "stats": self.stats,
+        }
+
+    def to_json(self, path: "str | Path | None" = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    def to_official_json(self, path: "str | Path | None" = None, method: str | None = None,
+                         temperature: float | None = None) -> str:
+        """Only ``{"layer-head": score}`` (the layout of the official CoRe release files)."""
+        text = json.dumps(self.as_layer_head(method, temperature), indent=1) + "\n"
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "HeadScoreTable":
+        if data.get("format") == TABLE_FORMAT:
+            tables = {key: _array_from_mapping(values) for key, values in data["tables"].items()}
+            std = {key: _array_from_mapping(values) for key, values in (data.get("std") or {}).items()}
+            return cls(scores=tables, method=data.get("method", "core"), temperature=data.get("temperature"),
+                       model_ids=list(data.get("model_ids") or []), architecture=data.get("architecture"),
+                       num_prompts=int(data.get("num_prompts") or 0), std=std,
+                       provenance=dict(data.get("provenance") or {}), stats=dict(data.get("stats") or {}))
+        if data and all(isinstance(k, str) and _is_layer_head(k) for k in data):
+            # An official per-head score file: one table, method unknown (CoRe by default).
+            return cls(scores={"scores": _array_from_mapping(data)}, method="scores", temperature=None,
+                       provenance={"source": "official layer-head score file"})
+        if isinstance(data.get("provenance"), Mapping) and data["provenance"].get("head_scores"):
+            # A HeadConfig written by `detect`: its provenance carries the ranking scores.
+            prov = data["provenance"]
+            method = prov.get("method", "core")
+            t = prov.get("temperature")
+            key = core_key(t) if method == "core" and t is not None else method
+            return cls(scores={key: _array_from_mapping(prov["head_scores"])}, method=method, temperature=t,
+                       model_ids=list(data.get("model_ids") or []), architecture=data.get("architecture"),
+                       num_prompts=int(prov.get("num_prompts") or 0), provenance=dict(prov))
+        raise ValueError("not a head score table: expected a core-rerank score table, an official "
+                         "{'layer-head': score} file, or a head config written by `core-rerank detect`")
+
+    @classmethod
+    def from_json(cls, path: "str | Path") -> "HeadScoreTable":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        try:
+            return cls.from_dict(data)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    def plot(self, path: "str | Path", method: str | None = None, temperature: float | None = None,
+             k: int = 8, max_layers: int | None = None, title: str | None = None) -> Path:
+        """The layer x head heatmap (the paper's Figure 2), top-``k`` heads marked."""
+        from .plotting import plot_head_heatmap
+
+        key = self.key(method, temperature)
+        label = {"qr": "QR score (mass on the positive)", "qr_calibrated": "QR score, N/A-calibrated",
+                 "top1": "positive has the most mass (share of prompts)"}.get(
+            key, f"mean SCoRe, t={key.split('@')[1]}" if key.startswith("core@") else "score")
+        model = self.model_ids[0] if self.model_ids else "model"
+        selected = self.ranking(method, temperature, max_layers)[:k] if k else []
+        return plot_head_heatmap(self.values(method, temperature), path, selected=selected,
+                                 title=title or f"{model}: {label}, {self.num_prompts} prompts",
+                                 colorbar_label=label)
+
+
+def _is_layer_head(text: str) -> bool:
+    try:
+        parse_layer_head(text)
+        return True
+    except HeadConfigError:
+        return False
+
+
+def _array_from_mapping(mapping: Mapping[str, float]) -> np.ndarray:
+    pairs = {parse_layer_head(k): float(v) for k, v in mapping.items()}
+    layers = max(l for l, _ in pairs) + 1
+    heads = max(h for _, h in pairs) + 1
+    array = np.full((layers, heads), np.nan)
+    for (l, h), value in pairs.items():
+        array[l, h] = value
+    return array
+
+
+# ====================================================================== capture (batched)
+class _Job:
+    """One batched forward: per item, the query-span rows and the document spans."""
+
+    def __init__(self, num_layers, num_heads, rows, spans, logit_scale, device):
+        import torch
+
+        from .capture import CaptureRequest
+
+        self.num_layers = num_layers
+        all_heads = {layer: list(range(num_heads)) for layer in range(num_layers)}
+        self.requests = [CaptureRequest(all_heads, r, None, logit_scale) for r in rows]
+        self.logit_scale = logit_scale
+        self.starts = [torch.tensor([s for s, _ in sp], device=device) for sp in spans]
+        self.ends = [torch.tensor([e for _, e in sp], device=device) for sp in spans]
+        self.masses = [[None] * num_layers for _ in rows]  # per item, per layer: [heads, docs]
+        self.peak_capture_bytes = 0
+
+
+def _make_wrapper(base: str):
+    import torch
+
+    from . import capture as capture_module
+    from .capture import StopForward
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
+        job: _Job | None = getattr(_state, "job", None)
+        layer = getattr(module, "layer_idx", None)
+        if job is not None and layer is not None and layer < job.num_layers:
+            scale = job.logit_scale if job.logit_scale is not None else scaling
+            if scale is None:
+                scale = query.shape[-1] ** -0.5
+            per_item_mask = isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
+            for b, request in enumerate(job.requests):
+                mask = attention_mask[b:b + 1] if per_item_mask else attention_mask
+                rows = capture_module._mean_rows(module, query[b:b + 1], key[b:b + 1], mask, scale,
+                                                 request, layer, kwargs.get("softcap"))  # [H, K] float32
+                start, end = request.rows
+                job.peak_capture_bytes = max(job.peak_capture_bytes,
+                                             3 * rows.shape[0] * (end - start) * rows.shape[1] * 4)
+                cumulative = torch.nn.functional.pad(rows.double().cumsum(dim=-1), (1, 0))
+                job.masses[b][layer] = cumulative[:, job.ends[b]] - cumulative[:, job.starts[b]]
+            if layer >= job.num_layers - 1:
+                raise StopForward
+        return ALL_ATTENTION_FUNCTIONS[base](module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+
+    return attention
+
+
+@contextlib.contextmanager
+def _detection_attention(model):
+    """Switch ``model`` to the batched detection wrapper of its kernel; restore it afterwards."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from .capture import _PREFIX
+
+    previous = model.config._attn_implementation
+    base = previous
+    if isinstance(base, str) and base.startswith(_PREFIX):
+        base = base[len(_PREFIX):]
+    if base not in ALL_ATTENTION_FUNCTIONS or base == "eager" or base.startswith(_WRAPPER_PREFIX):
+        base = "sdpa"
+    name = _WRAPPER_PREFIX + base
+    if name not in ALL_ATTENTION_FUNCTIONS:
+        AttentionInterface.register(name, _make_wrapper(base))
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+    model.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
+
+
+def document_masses(model, sequences: Sequence[Sequence[int]], rows: Sequence[tuple[int, int]],
+                    spans: Sequence[Sequence[tuple[int, int]]], num_layers: int | None = None,
+                    logit_scale: float | None = None, pad_id: int = 0) -> list[np.ndarray]:
+    """Per-document attention masses ``[layers, heads, docs]`` for a batch of prompts.
+
+    ``sequences``: token ids (right-padded here: the captured rows are real tokens and, with a
+    causal mask, never see the padding after them). ``rows``: each prompt's query span;
+    ``spans``: its document spans. Runs the first ``num_layers`` layers (default all) and stops.
+    """
+    import torch
+
+    from .capture import StopForward
+
+    text_config = getattr(model.config, "text_config", None) or model.config
+    num_layers = num_layers or text_config.num_hidden_layers
+    device = next(model.parameters()).device
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long, device=device)
+    for b, seq in enumerate(sequences):
+        ids[b, : len(seq)] = torch.tensor(list(seq), dtype=torch.long, device=device)
+    job = _Job(num_layers, text_config.num_attention_heads, rows, spans, logit_scale, device)
+    decoder = model.base_model
+    previous = getattr(_state, "job", None)
+    _state.job = job
+    try:
+        with torch.inference_mode(), _detection_attention(model):
+            try:
+                decoder(input_ids=ids, use_cache=False)
+            except StopForward:
+                pass
+    finally:
+        _state.job = previous
+    out = []
+    for per_layer in job.masses:
+        if any(m is None for m in per_layer):
+            raise RuntimeError("the detection capture saw fewer layers than expected; "
+                               "does this model use transformers' AttentionInterface?")
+        out.append(torch.stack(per_layer).cpu().numpy())
+    _state.last_capture_bytes = job.peak_capture_bytes
+    return out
+
+
+# ====================================================================== detection
+@dataclass
+class _Prompt:
+    ids: list[int]
+    rows: tuple[int, int]
+    spans: list[tuple[int, int]]
+    positive: int
+    null: bool = False
+    key: int = 0  # index of the (example, slot) prompt this belongs to
+
+
+class _Accumulator:
+    def __init__(self, shape, temperatures, qr_calibration):
+        self.temperatures = list(temperatures)
+        names = [core_key(t) for t in self.temperatures] + ["qr", "top1"]
+        if qr_calibration:
+            names.append("qr_calibrated")
+        self.sums = {n: np.zeros(shape) for n in names}
+        self.squares = {n: np.zeros(shape) for n in names}
+        self.count = 0
+
+    def add(self, name, values):
+        self.sums[name] += values
+        self.squares[name] += values * values
+
+    def add_prompt(self, masses: np.ndarray, positive: int, null_masses: np.ndarray | None = None):
+        pos = masses[..., positive]
+        for t in self.temperatures:
+            z = masses / t
+            top = z.max(axis=-1, keepdims=True)
+            lse = top[..., 0] + np.log(np.exp(z - top).sum(axis=-1))
+            self.add(core_key(t), np.exp(z[..., positive] - lse))
+        self.add("qr", pos)
+        self.add("top1", (pos >= masses.max(axis=-1)).astype(np.float64))
+        if null_masses is not None:
+            self.add("qr_calibrated", pos - null_masses[..., positive])
+        self.count += 1
+
+    def means(self):
+        n = max(self.count, 1)
+        means = {k: v / n for k, v in self.sums.items()}
+        std = {k: np.sqrt(np.maximum(self.squares[k] / n - means[k] ** 2, 0.0)) for k in self.sums}
+        return means, std
+
+
+def _resolve_model(model_or_reranker, tokenizer, max_doc_words):
+    from .prompt import PromptBuilder
+
+    if hasattr(model_or_reranker, "builder") and hasattr(model_or_reranker, "model"):
+        rr = model_or_reranker
+        words = max_doc_words if max_doc_words is not None else rr.max_doc_words
+        ids = [rr.model_id] + [m for m in getattr(rr.heads, "model_ids", []) if m != rr.model_id]
+        return rr.model, rr.tokenizer, PromptBuilder(rr.tokenizer), words, ids, getattr(rr, "_lock", None)
+    if isinstance(model_or_reranker, tuple) and len(model_or_reranker) == 2:
+        model_or_reranker, tokenizer = model_or_reranker
+    if tokenizer is None:
+        raise TypeError("detect_heads needs a tokenizer: pass a CoReReranker, (model, tokenizer) or tokenizer=")
+    model = model_or_reranker
+    name = getattr(model.config, "_name_or_path", None) or "model"
+    words = max_doc_words if max_doc_words is not None else 300
+    return model, tokenizer, PromptBuilder(tokenizer), words, [name], None
+
+
+def detect_heads(
+    model_or_reranker: Any,
+    examples: Any,
+    method: str = "core",
+    temperature: "float | Sequence[float]" = DEFAULT_TEMPERATURE,
+    *,
+    tokenizer: Any = None,
+    positions: int = 1,
+    max_layers: int | None = None,
+    max_doc_words: int | None = None,
+    negatives: int | None = None,
+    batch_size: int = 1,
+    qr_calibration: bool = False,
+    logit_scale: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    model_ids: Sequence[str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> HeadScoreTable:
+    """Score every head of a model for detection (CoRe and QR at once).
+
+    ``model_or_reranker``: a ``CoReReranker`` (its model, tokenizer and ``max_doc_words``), a
+    ``(model, tokenizer)`` pair, or a model with ``tokenizer=``. ``examples``: a JSONL path, an
+    ``ExampleSet`` (``read_jsonl_examples`` / ``beir_examples``), or a list of ``Example`` or
+    mappings (``{"query", "positive", "negatives"}`` or the JSONL layout). ``method`` and
+    ``temperature`` choose the table's default ranking; give several temperatures to score them
+    all in one pass. ``positions``: each example is used with the positive at that many slots
+    spread over the list (1: a random slot, seeded). ``max_layers``: score only the first
+    layers (and run only those). ``batch_size``: prompts per forward pass (right-padded).
+    """
+    import torch
+
+    if method not in ("core", "qr"):
+        raise ValueError(f"detection method must be 'core' or 'qr', got {method!r}")
+    temperatures = [float(temperature)] if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
+    if not temperatures or any(not t > 0 for t in temperatures):
+        raise ValueError("temperatures must be positive numbers")
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    data = as_examples(examples, negatives=negatives)
+    if not data.examples:
+        raise DetectionDataError(f"no usable detection examples in {data.source}\n{data.summary()}")
+    model, tokenizer, builder, words, ids, lock = _resolve_model(model_or_reranker, tokenizer, max_doc_words)
+    text_config = getattr(model.config, "text_config", None) or model.config
+    loaded_layers = text_config.num_hidden_layers
+    full_layers = getattr(text_config, "core_rerank_original_num_hidden_layers", None) or loaded_layers
+    num_layers = loaded_layers if max_layers is None else int(max_layers)
+    if not 1 <= num_layers <= loaded_layers:
+        raise ValueError(f"max_layers must be between 1 and {loaded_layers} (layers loaded), got {max_layers}")
+    num_heads = text_config.num_attention_heads
+    context = getattr(text_config, "max_position_embeddings", None)
+
+    from .prompt import truncate_words
+
+    prompts: list[_Prompt] = []
+    too_long = 0
+    keys = 0
+    for _, example, documents, slot in iter_prompts(data.examples, positions, seed):
+        texts = [truncate_words(d, words) for d in documents]
+        prepared = builder.prepare(example.query, texts)
+        end = prepared.query_span[1]
+        if context and end > context:
+            too_long += 1
+            continue
+        prompts.append(_Prompt(prepared.input_ids[:end], prepared.query_span, prepared.document_spans, slot, key=keys))
+        if qr_calibration:
+            null_end = prepared.null_query_span[1]
+            prompts.append(_Prompt(prepared.null_input_ids[:null_end], prepared.null_query_span,
+                                   prepared.document_spans, slot, null=True, key=keys))
+        keys += 1
+    if not prompts:
+        raise DetectionDataError("every detection prompt is longer than the model's context")
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    accumulator = _Accumulator((num_layers, num_heads), temperatures, qr_calibration)
+    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i].ids), i))
+    if qr_calibration:  # keep a prompt and its N/A twin in one batch
+        order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i - prompts[i].null].ids), i))
+    pending: dict[int, dict[bool, np.ndarray]] = {}
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        base_memory = torch.cuda.memory_allocated(device)
+    bar = _progress(len(order), progress, "detecting heads")
+    capture_peak = 0
+    started = time.perf_counter()
+    with (lock if lock is not None else contextlib.nullcontext()):
+        for first in range(0, len(order), batch_size):
+            batch = [prompts[i] for i in order[first:first + batch_size]]
+            masses = document_masses(model, [p.ids for p in batch], [p.rows for p in batch],
+                                     [p.spans for p in batch], num_layers, logit_scale, pad_id)
+            capture_peak = max(capture_peak, getattr(_state, "last_capture_bytes", 0))
+            for prompt, value in zip(batch, masses):
+                if not qr_calibration:
+                    accumulator.add_prompt(value, prompt.positive)
+                    continue
+                pair = pending.setdefault(prompt.key, {})
+                pair[prompt.null] = value
+                if len(pair) == 2:
+                    accumulator.add_prompt(pair[False], prompt.positive, pair[True])
+                    del pending[prompt.key]
+            bar.update(len(batch))
+    bar.close()
+    elapsed = time.perf_counter() - started
+    means, std = accumulator.means()
+
+    lengths = [len(p.ids) for p in prompts]
+    stats: dict[str, Any] = {
+        "forward_passes": len(prompts),
+        "seconds": round(elapsed, 2),
+        "seconds_per_prompt": round(elapsed / max(accumulator.count, 1), 4),
+        "prompt_tokens_mean": round(float(np.mean(lengths)), 1),
+        "prompt_tokens_max": int(max(lengths)),
+        "batch_size": batch_size,
+        "device": str(device),
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "capture_peak_bytes_per_prompt": int(capture_peak),
+        "masses_bytes_per_prompt": int(num_layers * num_heads * (len(data.examples[0].negatives) + 1) * 8),
+    }
+    if device.type == "cuda":
+        stats["cuda_peak_bytes_over_weights"] = int(torch.cuda.max_memory_allocated(device) - base_memory)
+    else:
+        stats["process_peak_rss_bytes"] = _peak_rss()
+
+    text_arch = {
+        "num_hidden_layers": int(full_layers),
+        "num_attention_heads": int(num_heads),
+        "num_key_value_heads": int(getattr(text_config, "num_key_value_heads", None) or num_heads),
+    }
+    info: dict[str, Any] = {
+        "source": "core-rerank detect",
+        "model": (list(model_ids) if model_ids else ids)[0],
+        "data": data.source,
+        "data_sha256": data.sha256,
+        "num_examples": len(data.examples),
+        "skipped_examples": len(data.skipped),
+        "num_prompts": accumulator.count,
+        "positions": positions,
+        "max_doc_words": words,
+        "negatives_per_prompt": max(len(e.negatives) for e in data.examples),
+        "qr_calibration": qr_calibration,
+        "seed": seed,
+        "layers_scored": num_layers,
+        "core_rerank_version": _version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    if too_long:
+        info["prompts_over_context"] = too_long
+    info.update(provenance or {})
+    primary = temperatures[0] if method == "core" else None
+    return HeadScoreTable(
+        scores=means, method=method, temperature=primary if method == "core" else temperatures[0],
+        model_ids=list(model_ids) if model_ids else ids, architecture=text_arch,
+        num_prompts=accumulator.count, std=std, provenance=info, stats=stats,
+    )
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _peak_rss() -> int | None:
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+    except (ImportError, AttributeError):
+        return None
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc=desc, unit="prompt", file=sys.stderr)
+
+
+# ====================================================================== selection on held-out data
+def evaluate_configs(model, tokenizer, configs: Sequence[HeadConfig], data_dir: str, split: str = "test",
+                     depth: int = 20, max_queries: int | None = None, max_doc_words: int | None = 300,
+                     model_id: str | None = None) -> list[float]:
+    """nDCG@10 of each head config (sharing one loaded model), via ``evaluation.evaluate_heads``."""
+    from .evaluation import evaluate_heads
+    from .reranker import CoReReranker
+
+    results = []
+    for config in configs:
+        method = config.method
+        heads = None if method == "icr" else config
+        reranker = CoReReranker(model, tokenizer, heads=heads, method=method, max_doc_words=max_doc_words,
+                                model_id=model_id)
+        results.append(float(evaluate_heads(reranker, data_dir, split=split, depth=depth,
+                                            max_queries=max_queries)))
+    return results
+
+
+def sweep(table: HeadScoreTable, model, tokenizer, data_dir: str, temperatures: Sequence[float] | None = None,
+          ks: Sequence[int] = (8,), max_layers: int | None = None, split: str = "test", depth: int = 20,
+          max_queries: int | None = None, max_doc_words: int | None = 300, log=print) -> dict[str, Any]:
+    """Pick the temperature (CoRe) and k by nDCG@10 of the selected heads on held-out data.
+
+    Returns ``{"temperature", "k", "ndcg@10", "results": [...], "data", ...}`` (ties: the
+    first in the order given).
+    """
+    method = table.method
+    temps = list(temperatures or table.temperatures) if method == "core" else [None]
+    grid = [(t, k) for t in temps for k in ks]
+    configs = [table.top_k(k, max_layers=max_layers, method=method, temperature=t) for t, k in grid]
+    results = []
+    for (t, k), config in zip(grid, configs):
+        value = evaluate_configs(model, tokenizer, [config], data_dir, split, depth, max_queries, max_doc_words,
+                                 table.model_ids[0] if table.model_ids else None)[0]
+        log(f"  t={t if t is not None else '-'} k={k}: nDCG@10 {value:.4f}  heads {config.to_qrhead_string()}")
+        results.append({"temperature": t, "k": k, "ndcg@10": round(value, 5)})
+    best = max(range(len(results)), key=lambda i: (results[i]["ndcg@10"], -i))
+    return {
+        "temperature": results[best]["temperature"],
+        "k": results[best]["k"],
+        "ndcg@10": results[best]["ndcg@10"],
+        "data": str(data_dir), "split": split, "depth": depth, "max_queries": max_queries,
+        "max_doc_words": max_doc_words, "results": results,
+    }
+
+
+# ====================================================================== command line
+def register_cli(commands, heads_subparsers) -> None:
+    p = commands.add_parser(
+        "detect", help="find CoRe or QR heads for a model on detection data",
+        description="Score every attention head on queries with a positive and hard negatives, "
+                    "and write the top heads as a head config (plus the full score table).")
+    p.add_argument("--model", default="smollm2-135m-instruct",
+                   help="registered offline name, hub id, local directory or .gguf file")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="JSONL(.gz) in the CoRe/ICR layout (question + flagged paragraphs)")
+    source.add_argument("--beir", help="BEIR folder (corpus, queries, qrels/<split>.tsv)")
+    p.add_argument("--split", default="train", help="qrels split of --beir (default: train)")
+    p.add_argument("--run", help="TREC run file for --beir hard negatives (default: BM25 over the corpus)")
+    p.add_argument("--bm25-depth", type=int, default=100, help="BM25 depth for --beir negatives")
+    p.add_argument("--negatives", type=int, help="hard negatives per query (default: all in --data, 9 for --beir)")
+    p.add_argument("--method", default="core", choices=["core", "qr"], help="how heads are ranked")
+    p.add_argument("--temperature", default=str(DEFAULT_TEMPERATURE),
+                   help="CoRe temperature, or a comma list to sweep (with --select-on)")
+    p.add_argument("--top-k", default="8", help="heads to keep, or a comma list to sweep (with --select-on)")
+    p.add_argument("--max-layers", type=int,
+                   help="score and select only in the first N layers (pruning-aware selection)")
+    p.add_argument("--positions", type=int, default=1,
+                   help="use each example with the positive at N slots spread over the list (1: random slot)")
+    p.add_argument("--limit", type=int, help="use the first N usable examples")
+    p.add_argument("--max-doc-words", type=int, default=300, help="cut each document to its first N words")
+    p.add_argument("--batch-size", type=int, default=1, help="prompts per forward pass")
+    p.add_argument("--qr-calibration", action="store_true",
+                   help="QR scores minus the N/A query's (QRHead's release); off: the CoRe paper's QR-R")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="name of the head config written")
+    p.add_argument("--out", required=True, help="head config JSON to write (loads with --heads / heads=)")
+    p.add_argument("--scores", help="per-head score table JSON (default: <out>.scores.json)")
+    p.add_argument("--plot", help="layer x head heatmap PNG (needs matplotlib)")
+    p.add_argument("--select-on", help="BEIR folder: pick temperature/k by nDCG@10 of the heads on it")
+    p.add_argument("--select-split", default="test")
+    p.add_argument("--select-depth", type=int, default=20, help="candidates reranked per query")
+    p.add_argument("--select-queries", type=int, default=50, help="first N queries of --select-on (0: all)")
+    p.add_argument("--curve", help="comma list of k: nDCG@10 of the top-k heads on --select-on (Figure 1)")
+    p.add_argument("--curve-plot", help="PNG of nDCG@10 against k (with --curve)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_run_detect)
+
+    q = heads_subparsers.add_parser("plot", help="layer x head heatmap of a score table or detected config")
+    q.add_argument("source", help="score table JSON, official 'layer-head' score file, or a detected "
+                                  "head config (file or preset name)")
+    q.add_argument("--out", required=True, help="PNG to write")
+    q.add_argument("--method", choices=["core", "qr", "qr_calibrated", "top1"], help="which scores (default: the file's)")
+    q.add_argument("--temperature", type=float, help="CoRe temperature of the table to plot")
+    q.add_argument("--k", type=int, default=8, help="mark the top-k heads (0: none)")
+    q.add_argument("--title")
+    q.set_defaults(func=_run_heads_plot)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected a number or a comma list of numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected an integer or a comma list of integers, got {text!r}") from None
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The detect command with every option that shaped the result (reproducible)."""
+    parts = ["core-rerank", "detect", "--model", args.model]
+    if args.data:
+        parts += ["--data", args.data]
+    else:
+        parts += ["--beir", args.beir, "--split", args.split]
+        parts += ["--run", args.run] if args.run else ["--bm25-depth", str(args.bm25_depth)]
+    for flag, value in (("--negatives", args.negatives), ("--method", args.method),
+                        ("--temperature", args.temperature), ("--top-k", args.top_k),
+                        ("--max-layers", args.max_layers), ("--positions", args.positions),
+                        ("--limit", args.limit), ("--max-doc-words", args.max_doc_words),
+                        ("--batch-size", args.batch_size), ("--seed", args.seed),
+                        ("--dtype", args.dtype), ("--device", args.device), ("--name", args.name),
+                        ("--select-on", args.select_on)):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.select_on:
+        parts += ["--select-split", args.select_split, "--select-depth", str(args.select_depth),
+                  "--select-queries", str(args.select_queries)]
+    if args.qr_calibration:
+        parts.append("--qr-calibration")
+    parts += ["--out", args.out]
+    return shlex.join(parts)
+
+
+def _run_detect(args: argparse.Namespace) -> int:
+    from . import loading
+    from .reranker import CoReReranker
+
+    temps = _floats(args.temperature)
+    ks = _ints(args.top_k)
+    if not ks or min(ks) < 1:
+        raise ValueError("--top-k must be positive")
+    if (len(temps) > 1 or len(ks) > 1) and not args.select_on:
+        raise ValueError("several --temperature or --top-k values need --select-on DIR to choose among them")
+    if args.curve and not args.select_on:
+        raise ValueError("--curve needs --select-on DIR (the data to evaluate on)")
+    log = lambda text: print(text, file=sys.stderr)  # noqa: E731
+
+    if args.data:
+        data = read_jsonl_examples(args.data, limit=args.limit, negatives=args.negatives)
+    else:
+        data = beir_examples(args.beir, args.split, negatives=args.negatives or 9, run=args.run,
+                             depth=args.bm25_depth, limit=args.limit)
+    log(data.summary())
+    if not data.examples:
+        raise DetectionDataError(f"no usable examples in {data.source}")
+
+    source = loading.resolve_source(args.model)
+    reranker = CoReReranker.from_pretrained(
+        args.model, method="icr", num_layers_to_keep=args.max_layers, device=args.device,
+        dtype=args.dtype, max_doc_words=args.max_doc_words)
+    command = _command_line(args)
+    extra = {"command": command}
+    if Path(sys.argv[0]).name == "core-rerank":
+        extra["argv"] = shlex.join(["core-rerank", *sys.argv[1:]])
+    table = detect_heads(reranker, data, method=args.method, temperature=temps, positions=args.positions,
+                         max_layers=args.max_layers, batch_size=args.batch_size,
+                         qr_calibration=args.qr_calibration, seed=args.seed, progress=not args.no_progress,
+                         model_ids=list(source.model_ids), provenance=extra)
+    stats = table.stats
+    log(f"{table.num_prompts} prompts ({stats['prompt_tokens_mean']:.0f} tokens on average) in "
+        f"{stats['seconds']:.1f} s: {stats['seconds_per_prompt']:.3f} s per prompt on {stats['device']}")
+
+    chosen_t, chosen_k = (temps[0] if args.method == "core" else None), ks[0]
+    if args.select_on:
+        log(f"selecting on {args.select_on} ({args.select_split}, depth {args.select_depth}):")
+        result = sweep(table, reranker.model, reranker.tokenizer, args.select_on,
+                       temperatures=temps if args.method == "core" else None, ks=ks,
+                       max_layers=args.max_layers, split=args.select_split, depth=args.select_depth,
+                       max_queries=args.select_queries or None, max_doc_words=args.max_doc_words, log=log)
+        chosen_t, chosen_k = result["temperature"], result["k"]
+        table.provenance["sweep"] = result
+        if args.method == "core":
+            table.temperature = chosen_t
+        log(f"chosen: t={chosen_t} k={chosen_k} (nDCG@10 {result['ndcg@10']:.4f})")
+    if args.curve:
+        curve_ks = _ints(args.curve)
+        configs = [table.top_k(k, max_layers=args.max_layers) for k in curve_ks]
+        icr = HeadConfig(method="icr", name="icr-all-heads")
+        values = evaluate_configs(reranker.model, reranker.tokenizer, configs + [icr], args.select_on,
+                                  args.select_split, args.select_depth, args.select_queries or None,
+                                  args.max_doc_words, source.model_ids[0])
+        table.provenance["ndcg_vs_k"] = {
+            "data": args.select_on, "split": args.select_split, "depth": args.select_depth,
+            "max_queries": args.select_queries or None,
+            "points": {str(k): round(v, 5) for k, v in zip(curve_ks, values)},
+            "all_heads_icr": round(values[-1], 5),
+        }
+        for k, v in zip(curve_ks, values):
+            log(f"  top-{k}: nDCG@10 {v:.4f}")
+        log(f"  all heads (ICR): {values[-1]:.4f}")
+        if args.curve_plot:
+            from .plotting import plot_ndcg_vs_k
+
+            plot_ndcg_vs_k(dict(zip(curve_ks, values)), args.curve_plot,
+                           references={"all heads (ICR)": values[-1]},
+                           title=f"{source.model_ids[0]}: top-k {args.method.upper()} heads on "
+                                 f"{Path(args.select_on).name} {args.select_split}")
+            log(f"wrote {args.curve_plot}")
+
+    config = table.top_k(chosen_k, max_layers=args.max_layers, temperature=chosen_t, name=args.name)
+    config.to_json(args.out)
+    scores_path = args.scores or str(Path(args.out).with_suffix("")) + ".scores.json"
+    table.to_json(scores_path)
+    log(f"wrote {args.out} ({len(config.heads)} {config.method.upper()} heads) and {scores_path}")
+    if args.plot:
+        table.plot(args.plot, temperature=chosen_t, k=chosen_k, max_layers=args.max_layers)
+        log(f"wrote {args.plot}")
+    values = table.values(temperature=chosen_t)
+    print(f"{config.method} heads ({table.key(temperature=chosen_t)}), best first:")
+    for layer, head in config.heads:
+        print(f"  ({layer:>2},{head:>2})  {values[layer, head]:.4f}")
+    return 0
+
+
+def _run_heads_plot(args: argparse.Namespace) -> int:
+    from .head_config import HeadConfig as _HC, preset_names
+
+    source = args.source
+    if not Path(source).expanduser().is_file() and source in preset_names():
+        table = HeadScoreTable.from_dict(_HC.load(source).to_dict())
+    else:
+        table = HeadScoreTable.from_json(Path(source).expanduser())
+    table.plot(args.out, method=args.method, temperature=args.temperature, k=args.k, title=args.title)
+    print(f"wrote {args.out}")
+    return 0
+
