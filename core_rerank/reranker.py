@@ -301,8 +301,8 @@ class CoReReranker:
         if self.heads.scoring.calibration == "none":
             return summed.cpu()
         null_ids = torch.tensor([prepared.null_input_ids], device=device)
-        try:
-            cache.crop(prefix)
+        try:  # rewind the cache to the shared prefix (a negative count removes tokens)
+            cache.crop(prefix - cache.get_seq_length())
         except (RuntimeError, ValueError):  # e.g. a sliding-window cache past its window
             cache = DynamicCache(config=self.model.config)
             self._run(null_ids[:, :prefix], cache, rows=None)

@@ -65,6 +65,7 @@ def test_shared_full_model_stops_after_the_deepest_head(tokenizer):
     for hook in hooks:
         hook.remove()
     assert set(ran) == {0}  # layer 1 stops inside its attention, layers 2-3 never run
+    assert len(ran) == 3  # shared prefix once, then the query and the N/A suffixes on its KV cache
     # and the model still generates normally outside a capture
     ids = torch.tensor([tokenizer("hello")["input_ids"]])
     reference = copy.deepcopy(model)
