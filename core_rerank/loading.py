@@ -116,11 +116,15 @@ def load_model(
         load_kwargs["device_map"] = device_map
     # The weights of dropped layers are reported as "unexpected"; that is the point of pruning.
     verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # a 0.2 s load needs no progress bar
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **load_kwargs)
     finally:
         transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
     if device_map is None:
         model.to(device)
     model.eval()

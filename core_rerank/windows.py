@@ -29,14 +29,15 @@ def plan_windows(doc_tokens: Sequence[int], capacity: int) -> list[list[int]]:
     too_long = [i for i, cost in enumerate(costs) if cost > capacity]
     if too_long:
         raise ValueError(f"documents {too_long} do not fit the token budget on their own")
-    windows = max(1, math.ceil(sum(costs) / capacity))
-    while True:
-        groups: list[list[int]] = [[] for _ in range(windows)]
-        loads = [0] * windows
-        for index, cost in enumerate(costs):
-            target = min(range(windows), key=lambda w: (loads[w], w))
-            groups[target].append(index)
-            loads[target] += cost
-        if max(loads) <= capacity:
-            return [group for group in groups if group]
-        windows += 1
+    groups: list[list[int]] = [[] for _ in range(max(1, math.ceil(sum(costs) / capacity)))]
+    loads = [0] * len(groups)
+    for index, cost in enumerate(costs):
+        fitting = [w for w in range(len(groups)) if loads[w] + cost <= capacity]
+        if not fitting:  # a long document late in the list: give it a window of its own
+            groups.append([])
+            loads.append(0)
+            fitting = [len(groups) - 1]
+        target = min(fitting, key=lambda w: (loads[w], w))
+        groups[target].append(index)
+        loads[target] += cost
+    return [group for group in groups if group]
