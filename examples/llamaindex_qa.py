@@ -22,7 +22,7 @@ from llama_index.core.schema import TextNode
 from llama_index.postprocessor.core_rerank import CoReRerank
 from llama_index.retrievers.bm25 import BM25Retriever
 
-import common
+import qa_common as common
 from local_llm import LocalLLM
 
 QA_TEMPLATE = ChatPromptTemplate([
@@ -50,13 +50,14 @@ def main(argv=None) -> None:
     parser.add_argument("--questions", type=int, default=5, help="how many questions to ask")
     parser.add_argument("--model", default=common.DEFAULT_MODEL)
     parser.add_argument("--method", default="core", choices=["core", "qr", "icr"])
+    parser.add_argument("--heads", help="head preset name or head-config JSON (default: the model's preset)")
     parser.add_argument("--top-k", type=int, default=10, help="BM25 candidates")
     parser.add_argument("--top-n", type=int, default=3, help="passages kept for the answer")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    reranker = common.load_reranker(args.model, method=args.method)
+    reranker = common.load_reranker(args.model, method=args.method, heads=args.heads)
     print(f"Loaded {reranker.model_id} (heads: {reranker.heads.name or reranker.method}) "
           f"in {time.perf_counter() - started:.1f} s; one model reranks and answers.")
     retriever, engine = build_engine(reranker, args.top_k, args.top_n, args.max_new_tokens)

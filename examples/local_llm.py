@@ -22,7 +22,7 @@ from llama_index.core.llms import (
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 
-from common import generate
+from qa_common import generate
 
 
 class LocalLLM(CustomLLM):

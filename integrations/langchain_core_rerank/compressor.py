@@ -9,8 +9,8 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, model_validator
 
+from core_rerank.adapter_settings import settings_from_reranker
 from core_rerank.offline_models import DEFAULT_MODEL
-
 
 
 class CoReRerank(BaseDocumentCompressor):
@@ -65,11 +65,7 @@ class CoReRerank(BaseDocumentCompressor):
     def _describe_injected_reranker(cls, values: Any) -> Any:
         """With ``reranker=``, the loading settings describe that reranker (and must agree)."""
         if isinstance(values, dict) and values.get("reranker") is not None:
-            reranker = values["reranker"]
-            described = _describe(reranker)
-            _check_agrees(described, values)
-            values = {**values, **described}
-            values.setdefault("model", reranker.model_id)
+            values = settings_from_reranker(values["reranker"], values)
         return values
 
     @model_validator(mode="after")
@@ -98,13 +94,13 @@ class CoReRerank(BaseDocumentCompressor):
         ``index`` is the position in ``documents``. ``top_n``: -1 (default) uses the
         compressor's ``top_n``; None returns all. ``score_threshold`` applies.
         """
+        limit = self.top_n if top_n == -1 else top_n
+        if limit is not None and limit < 0:
+            raise ValueError("top_n must be >= 0, None (all) or -1 (the compressor's top_n)")
         if not documents:
             return []
         texts = [_text_of(doc) for doc in documents]
         scores = self.reranker.score(query, texts)
-        limit = self.top_n if top_n == -1 else top_n
-        if limit is not None and limit < 0:
-            raise ValueError("top_n must be >= 0, None (all) or -1 (the compressor's top_n)")
         results = [{"index": i, "relevance_score": float(s)} for i, s in enumerate(scores)]
         if self.score_threshold is not None:
             results = [r for r in results if r["relevance_score"] >= self.score_threshold]
@@ -136,30 +132,3 @@ def _text_of(doc: Any) -> str:
     if isinstance(doc, dict) and isinstance(doc.get("text"), str):
         return doc["text"]
     raise TypeError(f"documents must be Documents, strings or {{'text': ...}} dicts, not {type(doc).__name__}")
-
-
-def _describe(reranker: Any) -> Dict[str, Any]:
-    """Field values that describe an injected reranker (so the fields stay truthful)."""
-    dtype = str(getattr(reranker.model, "dtype", "auto")).replace("torch.", "")
-    return {
-        "heads": getattr(reranker.heads, "name", None),
-        "method": reranker.method,
-        "device": str(reranker.device),
-        "dtype": dtype,
-        "num_layers_to_keep": int(reranker.model.config.num_hidden_layers),
-        "max_doc_words": reranker.max_doc_words,
-    }
-
-
-def _check_agrees(described: Dict[str, Any], given: Dict[str, Any]) -> None:
-    """Loading settings passed next to ``reranker=`` must match it (None and "auto" always do)."""
-    conflicts = [
-        f"{name}={given[name]!r} (the reranker has {value!r})"
-        for name, value in described.items()
-        if given.get(name) not in (None, "auto") and str(given[name]) != str(value)
-    ]
-    if conflicts:
-        raise ValueError(
-            "CoReRerank got reranker= and loading settings that do not match it: "
-            + "; ".join(conflicts) + ". Set them when you build the reranker."
-        )

@@ -11,6 +11,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from core_rerank.adapter_settings import settings_from_reranker
 from core_rerank.offline_models import DEFAULT_MODEL
 
 dispatcher = get_dispatcher(__name__)
@@ -61,10 +62,9 @@ class CoReRerank(BaseNodePostprocessor):
 
     def __init__(self, reranker: Any = None, **kwargs: Any) -> None:
         if reranker is not None:
-            described = _describe(reranker)
-            _check_agrees(described, kwargs)
-            kwargs = {**kwargs, **described}
-            kwargs.setdefault("model", reranker.model_id)
+            if not callable(getattr(reranker, "score", None)):
+                raise TypeError("reranker must be a core_rerank.CoReReranker (with .score(query, documents))")
+            kwargs = settings_from_reranker(reranker, kwargs)
         super().__init__(**kwargs)
         if reranker is None:
             from core_rerank import CoReReranker
@@ -92,6 +92,8 @@ class CoReRerank(BaseNodePostprocessor):
     ) -> List[NodeWithScore]:
         if query_bundle is None:
             raise ValueError("Missing query bundle in extra info.")
+        if not query_bundle.query_str or not query_bundle.query_str.strip():
+            raise ValueError("The query is empty: reranking needs a query with some text.")
         nodes = list(nodes)
         top_n = self.top_n if self.top_n is not None else len(nodes)
         dispatcher.event(
@@ -132,31 +134,3 @@ class CoReRerank(BaseNodePostprocessor):
             return node
         metadata = {**node.metadata, "retrieval_score": node_with_score.score}
         return node.model_copy(update={"metadata": metadata})
-
-
-def _describe(reranker: Any) -> dict:
-    """Field values that describe an injected reranker (so ``to_dict()`` stays truthful)."""
-    config = reranker.model.config
-    dtype = str(getattr(reranker.model, "dtype", "auto")).replace("torch.", "")
-    return {
-        "heads": getattr(reranker.heads, "name", None),
-        "method": reranker.method,
-        "device": str(reranker.device),
-        "dtype": dtype,
-        "num_layers_to_keep": int(config.num_hidden_layers),
-        "max_doc_words": reranker.max_doc_words,
-    }
-
-
-def _check_agrees(described: dict, given: dict) -> None:
-    """Loading settings passed next to ``reranker=`` must match it (None and "auto" always do)."""
-    conflicts = [
-        f"{name}={given[name]!r} (the reranker has {value!r})"
-        for name, value in described.items()
-        if given.get(name) not in (None, "auto") and str(given[name]) != str(value)
-    ]
-    if conflicts:
-        raise ValueError(
-            "CoReRerank got reranker= and loading settings that do not match it: "
-            + "; ".join(conflicts) + ". Set them when you build the reranker."
-        )

@@ -36,10 +36,13 @@ def load_questions(limit: int | None = None) -> list[dict]:
 def load_reranker(model: str = DEFAULT_MODEL, method: str = "core", heads: str | None = None,
                   device: str | None = None) -> Any:
     """Load the model once, in full, so it can both rerank and generate."""
-    from core_rerank import CoReReranker
+    from core_rerank import CoReReranker, HeadConfigError
 
-    return CoReReranker.from_pretrained(model, method=method, heads=heads, device=device,
-                                        num_layers_to_keep=None)
+    try:
+        return CoReReranker.from_pretrained(model, method=method, heads=heads, device=device,
+                                            num_layers_to_keep=None)
+    except HeadConfigError as error:
+        raise SystemExit(f"{error}\n(for these examples: add --method icr, or --method qr if a QR preset exists)")
 
 
 def generate(model: Any, tokenizer: Any, messages: Sequence[dict], max_new_tokens: int = 48) -> str:

@@ -1,0 +1,38 @@
+"""Shared test data and helpers for the integration tests (imported by the test modules)."""
+
+from __future__ import annotations
+
+QUERY = "What is the capital of France?"
+DOCS = [
+    "Berlin is the capital and largest city of Germany.",
+    "Paris is the capital and most populous city of France.",
+    "The Eiffel Tower is a wrought-iron tower in Paris.",
+    "Bananas are rich in potassium and grow in tropical regions.",
+    "France is a country in Western Europe with several overseas territories.",
+    "Madrid is the capital of Spain.",
+]
+QUERIES = [
+    "What is the capital of France?",
+    "Which fruit is rich in potassium?",
+    "Where is the Eiffel Tower?",
+    "What is the capital of Spain?",
+    "Which city is the largest in Germany?",
+    "Where is France?",
+    "What is the capital of Germany?",
+    "Name a tower made of wrought iron.",
+]
+
+
+class CountingReranker:
+    """Delegates to a real reranker and counts ``score`` calls (to prove the model is not run)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.calls = 0
+
+    def score(self, query, documents):
+        self.calls += 1
+        return self._inner.score(query, documents)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)

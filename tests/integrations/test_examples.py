@@ -1,0 +1,119 @@
+"""Smoke tests for the example QA apps in examples/ (offline, CPU, the default model).
+
+The apps run in-process on the shared model (``qa_common.load_reranker`` is pointed at the
+session's one loaded model) with a couple of questions; each script is also started once as
+a user would (``--help``) to check its imports outside pytest.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SCRIPTS = ["llamaindex_qa.py", "langchain_qa.py", "langchain_lcel_qa.py"]
+ARGS = ["--questions", "2", "--top-k", "5", "--top-n", "2", "--max-new-tokens", "12"]
+
+pytestmark = [pytest.mark.real_model, pytest.mark.slow]
+
+
+@pytest.fixture
+def examples(monkeypatch, shared_reranker):
+    pytest.importorskip("llama_index.retrievers.bm25")
+    pytest.importorskip("langchain_classic")
+    pytest.importorskip("rank_bm25")
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import qa_common
+
+    monkeypatch.setattr(qa_common, "load_reranker", lambda *args, **kwargs: shared_reranker)
+    return shared_reranker
+
+
+def check_output(text: str) -> None:
+    assert text.count("BM25 order (top 5)") == 2
+    assert text.count("CoReRerank order (top 2") == 2
+    assert text.count("  Answer: ") == 2
+    assert "Gold passage in the top 2: BM25" in text
+    for block in text.split("\nQ")[1:]:
+        reranked = block.split("CoReRerank order")[1].split("Answer:")[0]
+        assert len([line for line in reranked.splitlines() if line.strip()[:2].rstrip(".").isdigit()]) == 2
+        assert block.split("Answer:")[1].strip(), "the local LLM produced no answer"
+
+
+@pytest.mark.parametrize("module", [s[:-3] for s in SCRIPTS])
+def test_example_app_runs(module, examples, capsys):
+    import importlib
+
+    importlib.import_module(module).main(ARGS)
+    check_output(capsys.readouterr().out)
+
+
+def test_scripts_start_as_a_user_runs_them():
+    procs = [subprocess.Popen([sys.executable, str(EXAMPLES / s), "--help"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for s in SCRIPTS]
+    for script, proc in zip(SCRIPTS, procs):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{script}: {err[-2000:]}"
+        assert "--questions" in out and "--method" in out
+
+
+def test_one_model_reranks_for_both_frameworks_and_generates(shared_reranker):
+    """Both adapters and answer generation share one loaded model; scores survive generation."""
+    pytest.importorskip("llama_index.core")
+    from langchain_core.documents import Document
+    from langchain_core_rerank import CoReRerank as LangChainCoReRerank
+    from llama_index.core.schema import NodeWithScore, TextNode
+    from llama_index.postprocessor.core_rerank import CoReRerank as LlamaIndexCoReRerank
+
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        from qa_common import answer_messages, generate
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    from integration_data import DOCS, QUERY
+
+    li = LlamaIndexCoReRerank(reranker=shared_reranker, top_n=2)
+    lc = LangChainCoReRerank(reranker=shared_reranker, top_n=2)
+    assert li.reranker is lc.reranker is shared_reranker
+    nodes = [NodeWithScore(node=TextNode(id_=str(i), text=t)) for i, t in enumerate(DOCS)]
+    before = [n.node.node_id for n in li.postprocess_nodes(nodes, query_str=QUERY)]
+    assert [d.id for d in lc.compress_documents([Document(page_content=t, id=str(i))
+                                                 for i, t in enumerate(DOCS)], QUERY)] == before
+    answer = generate(shared_reranker.model, shared_reranker.tokenizer,
+                      answer_messages(QUERY, [DOCS[int(before[0])]]), max_new_tokens=8)
+    assert answer.strip()
+    assert [n.node.node_id for n in li.postprocess_nodes(nodes, query_str=QUERY)] == before
+
+
+def test_adapters_load_the_model_once_from_their_settings(shared_reranker, monkeypatch):
+    """Built from settings (no reranker=), each adapter loads once, in its constructor."""
+    pytest.importorskip("llama_index.core")
+    from core_rerank import CoReReranker
+    from langchain_core_rerank import CoReRerank as LangChainCoReRerank
+    from llama_index.postprocessor.core_rerank import CoReRerank as LlamaIndexCoReRerank
+    from integration_data import DOCS, QUERY
+
+    calls = []
+
+    def fake_from_pretrained(model_name_or_path, **kwargs):
+        calls.append((model_name_or_path, kwargs))
+        return shared_reranker
+
+    monkeypatch.setattr(CoReReranker, "from_pretrained", staticmethod(fake_from_pretrained))
+    settings = dict(method=shared_reranker.method, device="cpu", dtype="float32", num_layers_to_keep=None,
+                    max_doc_words=200)
+    lc = LangChainCoReRerank(model="smollm2-135m-instruct", top_n=2, **settings)
+    li = LlamaIndexCoReRerank(model="smollm2-135m-instruct", top_n=2, **settings)
+    assert [c[0] for c in calls] == ["smollm2-135m-instruct"] * 2
+    for _, kwargs in calls:
+        assert {k: kwargs[k] for k in settings} == settings and kwargs["heads"] is None
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    for _ in range(2):
+        lc.compress_documents([], QUERY)
+        li.postprocess_nodes([NodeWithScore(node=TextNode(text=t)) for t in DOCS[:2]], query_str=QUERY)
+    assert len(calls) == 2  # no reload per call
+    assert li.to_dict()["max_doc_words"] == 200 and lc.max_doc_words == 200
