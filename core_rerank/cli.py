@@ -18,7 +18,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
         print(f"core-rerank: error: {exc}", file=sys.stderr)
         return 2
 
@@ -156,7 +156,11 @@ def _run_heads_show(args) -> int:
     print(f"heads:       {' '.join(f'({l},{h})' for l, h in config.heads)}")
     if config.heads:
         print(f"layers run:  {config.layers_to_run(10**6)} (deepest head in layer {config.deepest_layer})")
-    print(f"provenance:  {config.provenance.model_dump(exclude_none=True)}")
+    provenance = config.provenance.model_dump(exclude_none=True)
+    bulky = [key for key, value in provenance.items() if isinstance(value, (dict, list)) and len(value) > 8]
+    for key in bulky:  # e.g. detection's per-head score table: see --json for everything
+        provenance[key] = f"<{len(provenance[key])} entries; see --json>"
+    print(f"provenance:  {provenance}")
     return 0
 
 

@@ -250,6 +250,8 @@ class HeadConfig(BaseModel):
         """
         if not isinstance(scores, Mapping):
             scores = json.loads(Path(scores).read_text(encoding="utf-8"))
+        if isinstance(scores.get("scores"), Mapping):  # a `core-rerank detect` score table file
+            scores = scores["scores"]
         table = {parse_layer_head(key): float(value) for key, value in scores.items()}
         if max_layers is not None:
             table = {lh: s for lh, s in table.items() if lh[0] < max_layers}
@@ -348,7 +350,10 @@ def find_preset(model_id: str, method: Method = "core") -> HeadConfig | None:
     wanted = _normalise_model_id(model_id)
     matches = []
     for name in preset_names():
-        config = _load_preset(name)
+        try:
+            config = _load_preset(name)
+        except (HeadConfigError, json.JSONDecodeError):  # a stray file must not break lookup
+            continue
         ids = {_normalise_model_id(m) for m in config.model_ids}
         # A hub id also matches its bare repository name ("org/name" -> "name").
         ids |= {m.split("/")[-1] for m in ids}
