@@ -19,17 +19,15 @@ to per-document masses ``s[layer, head, doc]``; no attention matrix is ever kept
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
-import shlex
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -90,6 +88,8 @@ class HeadScoreTable:
         return sorted(float(k.split("@", 1)[1]) for k in self.scores if k.startswith("core@"))
 
     def key(self, method: str | None = None, temperature: float | None = None) -> str:
+        if set(self.scores) == {"scores"}:  # an official score file: one ranking, whatever it is
+            return "scores"
         method = method or self.method
         if method == "core":
             t = temperature if temperature is not None else self.temperature
@@ -142,6 +142,9 @@ class HeadScoreTable:
         heads = self.ranking(method, temperature, max_layers)[:k]
         t = float(key.split("@", 1)[1]) if key.startswith("core@") else None
         info = dict(self.provenance)
+        if method != self.method:  # a sweep or curve of the other method's heads does not apply
+            for stale in ("sweep", "ndcg_vs_k"):
+                info.pop(stale, None)
         info.update(
             method=method,
             temperature=t,
@@ -212,7 +215,7 @@ class HeadScoreTable:
                        provenance=dict(data.get("provenance") or {}), stats=dict(data.get("stats") or {}))
         if data and all(isinstance(k, str) and _is_layer_head(k) for k in data):
             # An official per-head score file: one table, method unknown (CoRe by default).
-            return cls(scores={"scores": _array_from_mapping(data)}, method="scores", temperature=None,
+            return cls(scores={"scores": _array_from_mapping(data)}, method="core", temperature=None,
                        provenance={"source": "official layer-head score file"})
         if isinstance(data.get("provenance"), Mapping) and data["provenance"].get("head_scores"):
             # A HeadConfig written by `detect`: its provenance carries the ranking scores.
@@ -494,7 +497,7 @@ def detect_heads(
         raise ValueError("batch_size must be at least 1")
     data = as_examples(examples, negatives=negatives)
     if not data.examples:
-        raise DetectionDataError(f"no usable detection examples in {data.source}\n{data.summary()}")
+        raise DetectionDataError(f"no usable detection examples: {data.summary()}")
     model, tokenizer, builder, words, ids, lock = _resolve_model(model_or_reranker, tokenizer, max_doc_words)
     text_config = getattr(model.config, "text_config", None) or model.config
     loaded_layers = text_config.num_hidden_layers
@@ -670,14 +673,20 @@ def sweep(table: HeadScoreTable, model, tokenizer, data_dir: str, temperatures: 
     Returns ``{"temperature", "k", "ndcg@10", "results": [...], "data", ...}`` (ties: the
     first in the order given).
     """
+    original = str(data_dir)
+    data_dir, note = selection_folder(data_dir, split)
     method = table.method
     temps = list(temperatures or table.temperatures) if method == "core" else [None]
     grid = [(t, k) for t in temps for k in ks]
     configs = [table.top_k(k, max_layers=max_layers, method=method, temperature=t) for t, k in grid]
     results = []
+    seen: dict[tuple, float] = {}  # temperatures that select the same heads are evaluated once
     for (t, k), config in zip(grid, configs):
-        value = evaluate_configs(model, tokenizer, [config], data_dir, split, depth, max_queries, max_doc_words,
-                                 table.model_ids[0] if table.model_ids else None)[0]
+        heads = tuple(config.heads)
+        if heads not in seen:
+            seen[heads] = evaluate_configs(model, tokenizer, [config], data_dir, split, depth, max_queries,
+                                           max_doc_words, table.model_ids[0] if table.model_ids else None)[0]
+        value = seen[heads]
         log(f"  t={t if t is not None else '-'} k={k}: nDCG@10 {value:.4f}  heads {config.to_qrhead_string()}")
         results.append({"temperature": t, "k": k, "ndcg@10": round(value, 5)})
     best = max(range(len(results)), key=lambda i: (results[i]["ndcg@10"], -i))
@@ -685,206 +694,49 @@ def sweep(table: HeadScoreTable, model, tokenizer, data_dir: str, temperatures: 
         "temperature": results[best]["temperature"],
         "k": results[best]["k"],
         "ndcg@10": results[best]["ndcg@10"],
-        "data": str(data_dir), "split": split, "depth": depth, "max_queries": max_queries,
+        "data": original, "split": split, "depth": depth, "max_queries": max_queries,
         "max_doc_words": max_doc_words, "results": results,
+        **({"candidates": note} if note else {}),
     }
+
+
+def selection_folder(data_dir: "str | Path", split: str) -> tuple[str, str | None]:
+    """A BEIR folder whose candidates cover ``split``.
+
+    The shared folders' ``run.bm25.top100.trec`` holds the test queries only; evaluating
+    another split on it would rerank nothing. Then a temporary folder of links to the corpus,
+    queries and qrels (no run file) is returned, so evaluation builds a BM25 run (bm25s).
+    """
+    import os
+    import shutil
+    import tempfile
+
+    from . import datasets
+
+    folder = Path(data_dir)
+    run = folder / "run.bm25.top100.trec"
+    if not run.is_file():
+        return str(folder), None
+    qrels = datasets.load_qrels(folder, split)
+    with open(run, encoding="utf-8") as handle:
+        run_queries = {line.split(maxsplit=1)[0] for line in handle if line.strip()}
+    if set(qrels) & run_queries:
+        return str(folder), None
+    target = Path(tempfile.mkdtemp(prefix=f"core-rerank-{folder.name}-{split}-"))
+    (target / "qrels").mkdir()
+    corpus = datasets.find_corpus_file(folder)
+    for src, dst in ((corpus, target / corpus.name), (folder / "queries.jsonl", target / "queries.jsonl"),
+                     (folder / "qrels" / f"{split}.tsv", target / "qrels" / f"{split}.tsv")):
+        try:
+            os.symlink(src.resolve(), dst)
+        except OSError:
+            shutil.copyfile(src, dst)
+    return str(target), (f"BM25 top-100 built with bm25s: {run.name} has none of the {split} queries")
 
 
 # ====================================================================== command line
 def register_cli(commands, heads_subparsers) -> None:
-    p = commands.add_parser(
-        "detect", help="find CoRe or QR heads for a model on detection data",
-        description="Score every attention head on queries with a positive and hard negatives, "
-                    "and write the top heads as a head config (plus the full score table).")
-    p.add_argument("--model", default="smollm2-135m-instruct",
-                   help="registered offline name, hub id, local directory or .gguf file")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="JSONL(.gz) in the CoRe/ICR layout (question + flagged paragraphs)")
-    source.add_argument("--beir", help="BEIR folder (corpus, queries, qrels/<split>.tsv)")
-    p.add_argument("--split", default="train", help="qrels split of --beir (default: train)")
-    p.add_argument("--run", help="TREC run file for --beir hard negatives (default: BM25 over the corpus)")
-    p.add_argument("--bm25-depth", type=int, default=100, help="BM25 depth for --beir negatives")
-    p.add_argument("--negatives", type=int, help="hard negatives per query (default: all in --data, 9 for --beir)")
-    p.add_argument("--method", default="core", choices=["core", "qr"], help="how heads are ranked")
-    p.add_argument("--temperature", default=str(DEFAULT_TEMPERATURE),
-                   help="CoRe temperature, or a comma list to sweep (with --select-on)")
-    p.add_argument("--top-k", default="8", help="heads to keep, or a comma list to sweep (with --select-on)")
-    p.add_argument("--max-layers", type=int,
-                   help="score and select only in the first N layers (pruning-aware selection)")
-    p.add_argument("--positions", type=int, default=1,
-                   help="use each example with the positive at N slots spread over the list (1: random slot)")
-    p.add_argument("--limit", type=int, help="use the first N usable examples")
-    p.add_argument("--max-doc-words", type=int, default=300, help="cut each document to its first N words")
-    p.add_argument("--batch-size", type=int, default=1, help="prompts per forward pass")
-    p.add_argument("--qr-calibration", action="store_true",
-                   help="QR scores minus the N/A query's (QRHead's release); off: the CoRe paper's QR-R")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--name", help="name of the head config written")
-    p.add_argument("--out", required=True, help="head config JSON to write (loads with --heads / heads=)")
-    p.add_argument("--scores", help="per-head score table JSON (default: <out>.scores.json)")
-    p.add_argument("--plot", help="layer x head heatmap PNG (needs matplotlib)")
-    p.add_argument("--select-on", help="BEIR folder: pick temperature/k by nDCG@10 of the heads on it")
-    p.add_argument("--select-split", default="test")
-    p.add_argument("--select-depth", type=int, default=20, help="candidates reranked per query")
-    p.add_argument("--select-queries", type=int, default=50, help="first N queries of --select-on (0: all)")
-    p.add_argument("--curve", help="comma list of k: nDCG@10 of the top-k heads on --select-on (Figure 1)")
-    p.add_argument("--curve-plot", help="PNG of nDCG@10 against k (with --curve)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_run_detect)
+    """Add ``detect`` and ``heads plot`` / ``heads select`` (called by ``core_rerank.cli``)."""
+    from .detection_cli import register
 
-    q = heads_subparsers.add_parser("plot", help="layer x head heatmap of a score table or detected config")
-    q.add_argument("source", help="score table JSON, official 'layer-head' score file, or a detected "
-                                  "head config (file or preset name)")
-    q.add_argument("--out", required=True, help="PNG to write")
-    q.add_argument("--method", choices=["core", "qr", "qr_calibrated", "top1"], help="which scores (default: the file's)")
-    q.add_argument("--temperature", type=float, help="CoRe temperature of the table to plot")
-    q.add_argument("--k", type=int, default=8, help="mark the top-k heads (0: none)")
-    q.add_argument("--title")
-    q.set_defaults(func=_run_heads_plot)
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"expected a number or a comma list of numbers, got {text!r}") from None
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"expected an integer or a comma list of integers, got {text!r}") from None
-
-
-def _command_line(args: argparse.Namespace) -> str:
-    """The detect command with every option that shaped the result (reproducible)."""
-    parts = ["core-rerank", "detect", "--model", args.model]
-    if args.data:
-        parts += ["--data", args.data]
-    else:
-        parts += ["--beir", args.beir, "--split", args.split]
-        parts += ["--run", args.run] if args.run else ["--bm25-depth", str(args.bm25_depth)]
-    for flag, value in (("--negatives", args.negatives), ("--method", args.method),
-                        ("--temperature", args.temperature), ("--top-k", args.top_k),
-                        ("--max-layers", args.max_layers), ("--positions", args.positions),
-                        ("--limit", args.limit), ("--max-doc-words", args.max_doc_words),
-                        ("--batch-size", args.batch_size), ("--seed", args.seed),
-                        ("--dtype", args.dtype), ("--device", args.device), ("--name", args.name),
-                        ("--select-on", args.select_on)):
-        if value is not None:
-            parts += [flag, str(value)]
-    if args.select_on:
-        parts += ["--select-split", args.select_split, "--select-depth", str(args.select_depth),
-                  "--select-queries", str(args.select_queries)]
-    if args.qr_calibration:
-        parts.append("--qr-calibration")
-    parts += ["--out", args.out]
-    return shlex.join(parts)
-
-
-def _run_detect(args: argparse.Namespace) -> int:
-    from . import loading
-    from .reranker import CoReReranker
-
-    temps = _floats(args.temperature)
-    ks = _ints(args.top_k)
-    if not ks or min(ks) < 1:
-        raise ValueError("--top-k must be positive")
-    if (len(temps) > 1 or len(ks) > 1) and not args.select_on:
-        raise ValueError("several --temperature or --top-k values need --select-on DIR to choose among them")
-    if args.curve and not args.select_on:
-        raise ValueError("--curve needs --select-on DIR (the data to evaluate on)")
-    log = lambda text: print(text, file=sys.stderr)  # noqa: E731
-
-    if args.data:
-        data = read_jsonl_examples(args.data, limit=args.limit, negatives=args.negatives)
-    else:
-        data = beir_examples(args.beir, args.split, negatives=args.negatives or 9, run=args.run,
-                             depth=args.bm25_depth, limit=args.limit)
-    log(data.summary())
-    if not data.examples:
-        raise DetectionDataError(f"no usable examples in {data.source}")
-
-    source = loading.resolve_source(args.model)
-    reranker = CoReReranker.from_pretrained(
-        args.model, method="icr", num_layers_to_keep=args.max_layers, device=args.device,
-        dtype=args.dtype, max_doc_words=args.max_doc_words)
-    command = _command_line(args)
-    extra = {"command": command}
-    if Path(sys.argv[0]).name == "core-rerank":
-        extra["argv"] = shlex.join(["core-rerank", *sys.argv[1:]])
-    table = detect_heads(reranker, data, method=args.method, temperature=temps, positions=args.positions,
-                         max_layers=args.max_layers, batch_size=args.batch_size,
-                         qr_calibration=args.qr_calibration, seed=args.seed, progress=not args.no_progress,
-                         model_ids=list(source.model_ids), provenance=extra)
-    stats = table.stats
-    log(f"{table.num_prompts} prompts ({stats['prompt_tokens_mean']:.0f} tokens on average) in "
-        f"{stats['seconds']:.1f} s: {stats['seconds_per_prompt']:.3f} s per prompt on {stats['device']}")
-
-    chosen_t, chosen_k = (temps[0] if args.method == "core" else None), ks[0]
-    if args.select_on:
-        log(f"selecting on {args.select_on} ({args.select_split}, depth {args.select_depth}):")
-        result = sweep(table, reranker.model, reranker.tokenizer, args.select_on,
-                       temperatures=temps if args.method == "core" else None, ks=ks,
-                       max_layers=args.max_layers, split=args.select_split, depth=args.select_depth,
-                       max_queries=args.select_queries or None, max_doc_words=args.max_doc_words, log=log)
-        chosen_t, chosen_k = result["temperature"], result["k"]
-        table.provenance["sweep"] = result
-        if args.method == "core":
-            table.temperature = chosen_t
-        log(f"chosen: t={chosen_t} k={chosen_k} (nDCG@10 {result['ndcg@10']:.4f})")
-    if args.curve:
-        curve_ks = _ints(args.curve)
-        configs = [table.top_k(k, max_layers=args.max_layers) for k in curve_ks]
-        icr = HeadConfig(method="icr", name="icr-all-heads")
-        values = evaluate_configs(reranker.model, reranker.tokenizer, configs + [icr], args.select_on,
-                                  args.select_split, args.select_depth, args.select_queries or None,
-                                  args.max_doc_words, source.model_ids[0])
-        table.provenance["ndcg_vs_k"] = {
-            "data": args.select_on, "split": args.select_split, "depth": args.select_depth,
-            "max_queries": args.select_queries or None,
-            "points": {str(k): round(v, 5) for k, v in zip(curve_ks, values)},
-            "all_heads_icr": round(values[-1], 5),
-        }
-        for k, v in zip(curve_ks, values):
-            log(f"  top-{k}: nDCG@10 {v:.4f}")
-        log(f"  all heads (ICR): {values[-1]:.4f}")
-        if args.curve_plot:
-            from .plotting import plot_ndcg_vs_k
-
-            plot_ndcg_vs_k(dict(zip(curve_ks, values)), args.curve_plot,
-                           references={"all heads (ICR)": values[-1]},
-                           title=f"{source.model_ids[0]}: top-k {args.method.upper()} heads on "
-                                 f"{Path(args.select_on).name} {args.select_split}")
-            log(f"wrote {args.curve_plot}")
-
-    config = table.top_k(chosen_k, max_layers=args.max_layers, temperature=chosen_t, name=args.name)
-    config.to_json(args.out)
-    scores_path = args.scores or str(Path(args.out).with_suffix("")) + ".scores.json"
-    table.to_json(scores_path)
-    log(f"wrote {args.out} ({len(config.heads)} {config.method.upper()} heads) and {scores_path}")
-    if args.plot:
-        table.plot(args.plot, temperature=chosen_t, k=chosen_k, max_layers=args.max_layers)
-        log(f"wrote {args.plot}")
-    values = table.values(temperature=chosen_t)
-    print(f"{config.method} heads ({table.key(temperature=chosen_t)}), best first:")
-    for layer, head in config.heads:
-        print(f"  ({layer:>2},{head:>2})  {values[layer, head]:.4f}")
-    return 0
-
-
-def _run_heads_plot(args: argparse.Namespace) -> int:
-    from .head_config import HeadConfig as _HC, preset_names
-
-    source = args.source
-    if not Path(source).expanduser().is_file() and source in preset_names():
-        table = HeadScoreTable.from_dict(_HC.load(source).to_dict())
-    else:
-        table = HeadScoreTable.from_json(Path(source).expanduser())
-    table.plot(args.out, method=args.method, temperature=args.temperature, k=args.k, title=args.title)
-    print(f"wrote {args.out}")
-    return 0
-
+    register(commands, heads_subparsers)

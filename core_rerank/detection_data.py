@@ -250,28 +250,38 @@ def beir_examples(
     from . import datasets  # lazily: needs bm25s only when no run file is given
 
     folder = Path(folder)
-    data = datasets.load_beir(str(folder), split)
-    ranking = datasets.load_run(str(run)) if run is not None else datasets.bm25_run(data, depth)
-    hashed = [p for p in (folder / "corpus.jsonl.gz", folder / "corpus.jsonl", folder / "queries.jsonl",
-                          folder / "qrels" / f"{split}.tsv") if p.is_file()]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no BEIR folder {folder}")
+    qrels = datasets.load_qrels(folder, split)
+    queries = datasets.load_queries(folder)
+    corpus_file = datasets.find_corpus_file(folder)
+    corpus = datasets.load_corpus(corpus_file)
+    if run is not None:
+        ranking = datasets.load_trec_run(run).order
+        if not any(q in ranking for q in qrels):
+            raise DetectionDataError(f"the run {run} has none of the {split} queries of {folder}")
+    else:
+        judged = {q: queries[q] for q in qrels if queries.get(q)}
+        ranking = datasets.bm25_run(corpus, judged, k=depth).order
+    hashed = [corpus_file, folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"]
     if run is not None:
         hashed.append(Path(run))
     source = f"{folder} (qrels {split}, negatives from {'run ' + str(run) if run else f'BM25 top-{depth}'})"
-    result = ExampleSet(examples=[], source=source, sha256=file_sha256(*hashed) if hashed else None,
+    result = ExampleSet(examples=[], source=source, sha256=file_sha256(*[p for p in hashed if p.is_file()]),
                         kind="beir")
 
     def text_of(doc_id: str) -> str | None:
-        doc = data.corpus.get(doc_id)
+        doc = corpus.get(doc_id)
         if not doc:
             return None
         text = _document_text(doc.get("title"), doc.get("text") or "", use_titles)
         return text or None
 
-    for qid, judged in data.qrels.items():
+    for qid, judged in qrels.items():
         if limit is not None and len(result.examples) >= limit:
             break
         where = f"{folder}:{split}:{qid}"
-        query = data.queries.get(qid)
+        query = queries.get(qid)
         if not query or not query.strip():
             result.skipped.append(Skipped(where, "query text missing"))
             continue
