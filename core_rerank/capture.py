@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from transformers import AttentionInterface
@@ -50,6 +50,10 @@ class CaptureRequest:
     stop_after_layer: int | None
     logit_scale: float | None = None
     past_length: int = 0  # tokens already in the KV cache before this forward chunk
+    # Batches: one rows range per batch item, each item's [heads, context] handed to
+    # ``on_rows(layer, item, tensor)`` at once instead of being stored in ``results``.
+    item_rows: list[tuple[int, int]] | None = None
+    on_rows: Callable[[int, int, torch.Tensor], None] | None = None
     results: dict[int, torch.Tensor] = field(default_factory=dict)
     _head_index: dict[Any, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -90,13 +94,21 @@ def _make_wrapper(base: str):
         request: CaptureRequest | None = getattr(_state, "request", None)
         layer = getattr(module, "layer_idx", None)
         if request is not None and layer is not None:
-            if layer in request.heads_by_layer and request.rows is not None:
+            if layer in request.heads_by_layer:
                 scale = request.logit_scale if request.logit_scale is not None else scaling
                 if scale is None:
                     scale = query.shape[-1] ** -0.5
-                request.results[layer] = _mean_rows(
-                    module, query, key, attention_mask, scale, request, layer, kwargs.get("softcap")
-                )
+                softcap = kwargs.get("softcap")
+                if request.item_rows is not None:
+                    per_item_mask = isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
+                    for item, rows in enumerate(request.item_rows):
+                        mask = attention_mask[item:item + 1] if per_item_mask else attention_mask
+                        request.on_rows(layer, item, _mean_rows(
+                            module, query[item:item + 1], key[item:item + 1], mask, scale, rows,
+                            request, layer, softcap))
+                elif request.rows is not None:
+                    request.results[layer] = _mean_rows(
+                        module, query, key, attention_mask, scale, request.rows, request, layer, softcap)
             if request.stop_after_layer is not None and layer >= request.stop_after_layer:
                 raise StopForward
         return ALL_ATTENTION_FUNCTIONS[base](
@@ -106,9 +118,9 @@ def _make_wrapper(base: str):
     return attention
 
 
-def _mean_rows(module, query, key, attention_mask, scale, request, layer, softcap) -> torch.Tensor:
+def _mean_rows(module, query, key, attention_mask, scale, rows, request, layer, softcap) -> torch.Tensor:
     """Attention of the selected heads, query-span rows only, averaged over those rows."""
-    start, end = request.rows
+    start, end = rows
     heads = request.head_index(layer, query.device)
     num_heads, num_kv = query.shape[1], key.shape[1]
     q = query[0, heads, start:end].float()  # [H, R, d]

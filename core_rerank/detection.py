@@ -47,7 +47,6 @@ DEFAULT_TEMPERATURE = 0.1
 SWEEP_TEMPERATURES = (0.001, 0.01, 0.1, 1.0)
 
 _state = threading.local()
-_WRAPPER_PREFIX = "core_rerank_detect_"
 
 
 def core_key(temperature: float) -> str:
@@ -276,81 +275,6 @@ def _array_from_mapping(mapping: Mapping[str, float]) -> np.ndarray:
 
 
 # ====================================================================== capture (batched)
-class _Job:
-    """One batched forward: per item, the query-span rows and the document spans."""
-
-    def __init__(self, num_layers, num_heads, rows, spans, logit_scale, device):
-        import torch
-
-        from .capture import CaptureRequest
-
-        self.num_layers = num_layers
-        all_heads = {layer: list(range(num_heads)) for layer in range(num_layers)}
-        self.requests = [CaptureRequest(all_heads, r, None, logit_scale) for r in rows]
-        self.logit_scale = logit_scale
-        self.starts = [torch.tensor([s for s, _ in sp], device=device) for sp in spans]
-        self.ends = [torch.tensor([e for _, e in sp], device=device) for sp in spans]
-        self.masses = [[None] * num_layers for _ in rows]  # per item, per layer: [heads, docs]
-        self.peak_capture_bytes = 0
-
-
-def _make_wrapper(base: str):
-    import torch
-
-    from . import capture as capture_module
-    from .capture import StopForward
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
-        job: _Job | None = getattr(_state, "job", None)
-        layer = getattr(module, "layer_idx", None)
-        if job is not None and layer is not None and layer < job.num_layers:
-            scale = job.logit_scale if job.logit_scale is not None else scaling
-            if scale is None:
-                scale = query.shape[-1] ** -0.5
-            per_item_mask = isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
-            for b, request in enumerate(job.requests):
-                mask = attention_mask[b:b + 1] if per_item_mask else attention_mask
-                rows = capture_module._mean_rows(module, query[b:b + 1], key[b:b + 1], mask, scale,
-                                                 request, layer, kwargs.get("softcap"))  # [H, K] float32
-                start, end = request.rows
-                job.peak_capture_bytes = max(job.peak_capture_bytes,
-                                             3 * rows.shape[0] * (end - start) * rows.shape[1] * 4)
-                cumulative = torch.nn.functional.pad(rows.double().cumsum(dim=-1), (1, 0))
-                job.masses[b][layer] = cumulative[:, job.ends[b]] - cumulative[:, job.starts[b]]
-            if layer >= job.num_layers - 1:
-                raise StopForward
-        return ALL_ATTENTION_FUNCTIONS[base](module, query, key, value, attention_mask, scaling=scaling, **kwargs)
-
-    return attention
-
-
-@contextlib.contextmanager
-def _detection_attention(model):
-    """Switch ``model`` to the batched detection wrapper of its kernel; restore it afterwards."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    from .capture import _PREFIX
-
-    previous = model.config._attn_implementation
-    base = previous
-    if isinstance(base, str) and base.startswith(_PREFIX):
-        base = base[len(_PREFIX):]
-    if base not in ALL_ATTENTION_FUNCTIONS or base == "eager" or base.startswith(_WRAPPER_PREFIX):
-        base = "sdpa"
-    name = _WRAPPER_PREFIX + base
-    if name not in ALL_ATTENTION_FUNCTIONS:
-        AttentionInterface.register(name, _make_wrapper(base))
-        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
-    model.set_attn_implementation(name)
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(previous)
-
-
 def document_masses(model, sequences: Sequence[Sequence[int]], rows: Sequence[tuple[int, int]],
                     spans: Sequence[Sequence[tuple[int, int]]], num_layers: int | None = None,
                     logit_scale: float | None = None, pad_id: int = 0) -> list[np.ndarray]:
@@ -362,7 +286,8 @@ def document_masses(model, sequences: Sequence[Sequence[int]], rows: Sequence[tu
     """
     import torch
 
-    from .capture import StopForward
+    from . import capture
+    from .capture import CaptureRequest
 
     text_config = getattr(model.config, "text_config", None) or model.config
     num_layers = num_layers or text_config.num_hidden_layers
@@ -371,25 +296,34 @@ def document_masses(model, sequences: Sequence[Sequence[int]], rows: Sequence[tu
     ids = torch.full((len(sequences), length), pad_id, dtype=torch.long, device=device)
     for b, seq in enumerate(sequences):
         ids[b, : len(seq)] = torch.tensor(list(seq), dtype=torch.long, device=device)
-    job = _Job(num_layers, text_config.num_attention_heads, rows, spans, logit_scale, device)
-    decoder = model.base_model
-    previous = getattr(_state, "job", None)
-    _state.job = job
-    try:
-        with torch.inference_mode(), _detection_attention(model):
-            try:
-                decoder(input_ids=ids, use_cache=False)
-            except StopForward:
-                pass
-    finally:
-        _state.job = previous
+    starts = [torch.tensor([s for s, _ in sp], device=device) for sp in spans]
+    ends = [torch.tensor([e for _, e in sp], device=device) for sp in spans]
+    masses = [[None] * num_layers for _ in rows]  # per item, per layer: [heads, docs]
+    peak_bytes = 0
+
+    def reduce_to_masses(layer, item, probs):  # [heads, context] -> [heads, docs], at once
+        nonlocal peak_bytes
+        start, end = rows[item]
+        peak_bytes = max(peak_bytes, 3 * probs.shape[0] * (end - start) * probs.shape[1] * 4)
+        cumulative = torch.nn.functional.pad(probs.double().cumsum(dim=-1), (1, 0))
+        masses[item][layer] = cumulative[:, ends[item]] - cumulative[:, starts[item]]
+
+    all_heads = {layer: list(range(text_config.num_attention_heads)) for layer in range(num_layers)}
+    request = CaptureRequest(all_heads, None, num_layers - 1, logit_scale,
+                             item_rows=list(rows), on_rows=reduce_to_masses)
+    capture.install(model)
+    with torch.inference_mode(), capture.capture(request):
+        try:
+            model.base_model(input_ids=ids, use_cache=False)
+        except capture.StopForward:
+            pass
     out = []
-    for per_layer in job.masses:
+    for per_layer in masses:
         if any(m is None for m in per_layer):
             raise RuntimeError("the detection capture saw fewer layers than expected; "
                                "does this model use transformers' AttentionInterface?")
         out.append(torch.stack(per_layer).cpu().numpy())
-    _state.last_capture_bytes = job.peak_capture_bytes
+    _state.last_capture_bytes = peak_bytes
     return out
 
 
