@@ -46,13 +46,7 @@ def plot_head_heatmap(scores: np.ndarray, path: "str | Path", selected: Sequence
             ax.text(layer, head, str(rank), ha="center", va="center", color="white", fontsize=7,
                     fontweight="bold")
     fig.colorbar(image, ax=ax, label=colorbar_label, fraction=0.04, pad=0.02)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path, title)
 
 
 def plot_ndcg_vs_k(points: Mapping[int, float], path: "str | Path",
@@ -79,6 +73,10 @@ def plot_ndcg_vs_k(points: Mapping[int, float], path: "str | Path",
     ax.set_ylabel("nDCG@10")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(plt, fig, ax, path, title)
+
+
+def _save(plt, fig, ax, path: "str | Path", title: str | None) -> Path:
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()

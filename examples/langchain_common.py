@@ -70,13 +70,3 @@ def show(number: int, item: dict, retrieved: Sequence[Document], reranked: Seque
                         item["gold_ids"])
     print(f"  Answer: {answer.strip()}")
     summary.add([d.id for d in retrieved], [d.id for d in reranked], item["gold_ids"])
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--questions", type=int, default=5, help="how many questions to ask")
-    parser.add_argument("--model", default=common.DEFAULT_MODEL)
-    parser.add_argument("--method", default="core", choices=["core", "qr", "icr"])
-    parser.add_argument("--heads", help="head preset name or head-config JSON (default: the model's preset)")
-    parser.add_argument("--top-k", type=int, default=10, help="BM25 candidates")
-    parser.add_argument("--top-n", type=int, default=3, help="passages kept for the answer")
-    parser.add_argument("--max-new-tokens", type=int, default=48)

@@ -9,9 +9,7 @@ run with ``ainvoke`` to show the async path. Same output as langchain_qa.py.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import time
 
 from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
 from langchain_core_rerank import CoReRerank
@@ -21,14 +19,8 @@ import langchain_common as lc
 
 
 async def amain(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    lc.add_arguments(parser)
-    args = parser.parse_args(argv)
-
-    started = time.perf_counter()
-    reranker = common.load_reranker(args.model, method=args.method, heads=args.heads)
-    print(f"Loaded {reranker.model_id} (heads: {reranker.heads.name or reranker.method}) "
-          f"in {time.perf_counter() - started:.1f} s; one model reranks and answers.")
+    args = common.parse_arguments(__doc__.splitlines()[0], argv)
+    reranker = common.load_announced(args)
 
     bm25 = lc.bm25_retriever(k=args.top_k)
     compressor = CoReRerank(reranker=reranker, top_n=args.top_n)

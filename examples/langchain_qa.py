@@ -10,8 +10,6 @@ examples/data; one loaded model reranks and answers. Needs ``pip install "core-r
 
 from __future__ import annotations
 
-import argparse
-import time
 
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.runnables import RunnableParallel, RunnablePassthrough
@@ -22,14 +20,8 @@ import langchain_common as lc
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    lc.add_arguments(parser)
-    args = parser.parse_args(argv)
-
-    started = time.perf_counter()
-    reranker = common.load_reranker(args.model, method=args.method, heads=args.heads)
-    print(f"Loaded {reranker.model_id} (heads: {reranker.heads.name or reranker.method}) "
-          f"in {time.perf_counter() - started:.1f} s; one model reranks and answers.")
+    args = common.parse_arguments(__doc__.splitlines()[0], argv)
+    reranker = common.load_announced(args)
 
     bm25 = lc.bm25_retriever(k=args.top_k)
     retriever = ContextualCompressionRetriever(

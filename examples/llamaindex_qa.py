@@ -10,8 +10,6 @@ answering. Needs ``pip install "core-rerank[examples]"``.
 
 from __future__ import annotations
 
-import argparse
-import time
 
 from llama_index.core import Settings
 from llama_index.core.base.llms.types import ChatMessage
@@ -46,20 +44,8 @@ def build_engine(reranker, top_k: int = 10, top_n: int = 3, max_new_tokens: int 
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=5, help="how many questions to ask")
-    parser.add_argument("--model", default=common.DEFAULT_MODEL)
-    parser.add_argument("--method", default="core", choices=["core", "qr", "icr"])
-    parser.add_argument("--heads", help="head preset name or head-config JSON (default: the model's preset)")
-    parser.add_argument("--top-k", type=int, default=10, help="BM25 candidates")
-    parser.add_argument("--top-n", type=int, default=3, help="passages kept for the answer")
-    parser.add_argument("--max-new-tokens", type=int, default=48)
-    args = parser.parse_args(argv)
-
-    started = time.perf_counter()
-    reranker = common.load_reranker(args.model, method=args.method, heads=args.heads)
-    print(f"Loaded {reranker.model_id} (heads: {reranker.heads.name or reranker.method}) "
-          f"in {time.perf_counter() - started:.1f} s; one model reranks and answers.")
+    args = common.parse_arguments(__doc__.splitlines()[0], argv)
+    reranker = common.load_announced(args)
     retriever, engine = build_engine(reranker, args.top_k, args.top_n, args.max_new_tokens)
 
     summary = common.Summary(args.top_n)

@@ -45,6 +45,30 @@ def load_reranker(model: str = DEFAULT_MODEL, method: str = "core", heads: str |
         raise SystemExit(f"{error}\n(for these examples: add --method icr, or --method qr if a QR preset exists)")
 
 
+def parse_arguments(description: str, argv=None):
+    """The options every example app takes."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--questions", type=int, default=5, help="how many questions to ask")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument("--method", default="core", choices=["core", "qr", "icr"])
+    parser.add_argument("--heads", help="head preset name or head-config JSON (default: the model's preset)")
+    parser.add_argument("--top-k", type=int, default=10, help="BM25 candidates")
+    parser.add_argument("--top-n", type=int, default=3, help="passages kept for the answer")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    return parser.parse_args(argv)
+
+
+def load_announced(args) -> Any:
+    """``load_reranker`` for the parsed options, saying what was loaded and how fast."""
+    started = time.perf_counter()
+    reranker = load_reranker(args.model, method=args.method, heads=args.heads)
+    print(f"Loaded {reranker.model_id} (heads: {reranker.heads.name or reranker.method}) "
+          f"in {time.perf_counter() - started:.1f} s; one model reranks and answers.")
+    return reranker
+
+
 def generate(model: Any, tokenizer: Any, messages: Sequence[dict], max_new_tokens: int = 48) -> str:
     """Greedy chat completion with a Hugging Face causal LM (the reranker's own model)."""
     import torch
