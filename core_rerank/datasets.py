@@ -238,8 +238,8 @@ def load_eval_data(
 ) -> EvalData:
     """Load a BEIR folder for reranking evaluation.
 
-    ``run_file``: a TREC run; ``None`` uses ``<data_dir>/run.bm25.top100.trec`` when it exists,
-    else builds a BM25 top-``bm25_k`` run with bm25s. Only the documents the run needs are kept.
+    ``run_file``: a TREC run; ``None`` uses ``<data_dir>/run.bm25.top100.trec`` when it exists
+    and holds queries of this split, else builds a BM25 top-``bm25_k`` run with bm25s. Only the documents the run needs are kept.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -250,10 +250,14 @@ def load_eval_data(
     if absent:
         raise ValueError(f"{len(absent)} judged queries have no text in queries.jsonl (e.g. {absent[:3]})")
     queries = {q: all_queries[q] for q in qrels}
-    if run_file is None and (data_dir / "run.bm25.top100.trec").is_file():
-        run_file = data_dir / "run.bm25.top100.trec"
+    run = None
     if run_file is not None:
         run = load_trec_run(run_file)
+    elif (data_dir / "run.bm25.top100.trec").is_file():
+        # The folder's own run is used when it covers this split (SciFact's covers only test).
+        run = load_trec_run(data_dir / "run.bm25.top100.trec")
+        run_file = data_dir / "run.bm25.top100.trec" if any(q in run.order for q in queries) else None
+    if run_file is not None:
         corpus = load_corpus(find_corpus_file(data_dir),
                              doc_ids={d for q in queries for d in run.order.get(q, [])})
         source = str(run_file)

@@ -607,8 +607,6 @@ def sweep(table: HeadScoreTable, model, tokenizer, data_dir: str, temperatures: 
     Returns ``{"temperature", "k", "ndcg@10", "results": [...], "data", ...}`` (ties: the
     first in the order given).
     """
-    original = str(data_dir)
-    data_dir, note = selection_folder(data_dir, split)
     method = table.method
     temps = list(temperatures or table.temperatures) if method == "core" else [None]
     grid = [(t, k) for t in temps for k in ks]
@@ -628,44 +626,9 @@ def sweep(table: HeadScoreTable, model, tokenizer, data_dir: str, temperatures: 
         "temperature": results[best]["temperature"],
         "k": results[best]["k"],
         "ndcg@10": results[best]["ndcg@10"],
-        "data": original, "split": split, "depth": depth, "max_queries": max_queries,
+        "data": str(data_dir), "split": split, "depth": depth, "max_queries": max_queries,
         "max_doc_words": max_doc_words, "results": results,
-        **({"candidates": note} if note else {}),
     }
-
-
-def selection_folder(data_dir: "str | Path", split: str) -> tuple[str, str | None]:
-    """A BEIR folder whose candidates cover ``split``.
-
-    The shared folders' ``run.bm25.top100.trec`` holds the test queries only; evaluating
-    another split on it would rerank nothing. Then a temporary folder of links to the corpus,
-    queries and qrels (no run file) is returned, so evaluation builds a BM25 run (bm25s).
-    """
-    import os
-    import shutil
-    import tempfile
-
-    from . import datasets
-
-    folder = Path(data_dir)
-    run = folder / "run.bm25.top100.trec"
-    if not run.is_file():
-        return str(folder), None
-    qrels = datasets.load_qrels(folder, split)
-    with open(run, encoding="utf-8") as handle:
-        run_queries = {line.split(maxsplit=1)[0] for line in handle if line.strip()}
-    if set(qrels) & run_queries:
-        return str(folder), None
-    target = Path(tempfile.mkdtemp(prefix=f"core-rerank-{folder.name}-{split}-"))
-    (target / "qrels").mkdir()
-    corpus = datasets.find_corpus_file(folder)
-    for src, dst in ((corpus, target / corpus.name), (folder / "queries.jsonl", target / "queries.jsonl"),
-                     (folder / "qrels" / f"{split}.tsv", target / "qrels" / f"{split}.tsv")):
-        try:
-            os.symlink(src.resolve(), dst)
-        except OSError:
-            shutil.copyfile(src, dst)
-    return str(target), (f"BM25 top-100 built with bm25s: {run.name} has none of the {split} queries")
 
 
 # ====================================================================== command line

@@ -15,7 +15,6 @@ from .detection import (
     detect_heads,
     evaluate_configs,
     read_jsonl_examples,
-    selection_folder,
     sweep,
 )
 from .head_config import HeadConfig
@@ -188,9 +187,8 @@ def _run_detect(args: argparse.Namespace) -> int:
     if args.curve:
         curve_ks = _ints(args.curve)
         configs = [table.top_k(k, max_layers=args.max_layers) for k in curve_ks]
-        curve_dir, _ = selection_folder(args.select_on, args.select_split)
         icr = HeadConfig(method="icr", name="icr-all-heads")
-        values = evaluate_configs(reranker.model, reranker.tokenizer, configs + [icr], curve_dir,
+        values = evaluate_configs(reranker.model, reranker.tokenizer, configs + [icr], args.select_on,
                                   args.select_split, args.select_depth, args.select_queries or None,
                                   args.max_doc_words, source.model_ids[0])
         table.provenance["ndcg_vs_k"] = {

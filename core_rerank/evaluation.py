@@ -246,16 +246,11 @@ def plan_entries(methods: Sequence[str], heads: Mapping[str, Any], num_layers: i
                     f"only {len(base.heads)} heads in the config (no --head-scores): same as k={len(base.heads)}")
             same = method if [tuple(h) for h in config.heads] == [tuple(h) for h in base.heads] else None
             entries.append(EntrySpec(label, method, "sweep-k", k, heads=config, note=note, same_as=same))
-    prune_methods = [m for m in methods if m in ("icr", "core", "qr")]
+    prune_methods = [m for m in methods if m in ("core", "qr")]  # ICR stays the unpruned reference
     for method in prune_methods:
         for fraction in prune:
             label = f"{method}@prune={fraction:g}"
             keep = layers_after_pruning(num_layers, fraction)
-            if method == "icr":
-                entries.append(EntrySpec(label, "icr", "prune", fraction,
-                                         num_layers_to_keep=None if fraction == 0 else keep,
-                                         note=f"all heads of the first {keep} layers"))
-                continue
             base, table = heads[method], head_scores.get(method)
             k = len(base.heads)
             if fraction == 0:
@@ -278,6 +273,39 @@ def plan_entries(methods: Sequence[str], heads: Mapping[str, Any], num_layers: i
             entries.append(EntrySpec(label, method, "prune", fraction, heads=config, num_layers_to_keep=keep,
                                      note=note))
     return entries
+
+
+def load_score_table(path: str | Path | None, config: Any = None) -> tuple[dict[str, float] | None, str | None]:
+    """A ``{"layer-head": score}`` table for sweeps and pruning-aware re-selection.
+
+    ``path``: an official flat score file, a score table written by ``core-rerank detect``
+    (its table for the config's ``provenance.score`` key, else its default ``scores``), or a
+    detected head config (``provenance.head_scores``). Without ``path``, the table embedded in
+    ``config.provenance.head_scores`` (written by detection) is used when there is one.
+    Returns ``(table, where it came from)``; ``(None, None)`` when there is none.
+    """
+    provenance = config.provenance.model_dump() if config is not None else {}
+    if path is None:
+        table = provenance.get("head_scores")
+        return (dict(table), "provenance.head_scores of the head config") if table else (None, None)
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and data and all(_is_layer_head(k) for k in data):
+        return data, str(path)
+    tables = data.get("tables") or {}
+    key = provenance.get("score")
+    if key in tables:
+        return tables[key], f"{path} (table {key!r})"
+    if isinstance(data.get("scores"), dict):
+        return data["scores"], f"{path} (default scores)"
+    embedded = (data.get("provenance") or {}).get("head_scores")
+    if embedded:
+        return embedded, f"{path} (provenance.head_scores)"
+    raise ValueError(f"{path}: not a per-head score table ('layer-head' -> score)")
+
+
+def _is_layer_head(key: Any) -> bool:
+    parts = str(key).split("-")
+    return len(parts) == 2 and all(p.isdigit() for p in parts)
 
 
 # ====================================================================== results file
@@ -304,7 +332,8 @@ def _versions() -> dict[str, Any]:
 
 
 def _json_float(value: float) -> float | None:
-    return None if value is None or math.isinf(value) or math.isnan(value) else round(value, 7)
+    """Full precision (rounding could create ties); -inf and NaN (empty documents) as null."""
+    return None if value is None or math.isinf(value) or math.isnan(value) else float(value)
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -375,20 +404,24 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
             if config.method != method:
                 config = config.model_copy(update={"method": method})
             heads[method] = config
-    tables = {}
+    tables, table_sources = {}, {}
     for method, path in (("core", settings.head_scores), ("qr", settings.qr_head_scores)):
-        if path and method in methods:
-            tables[method] = json.loads(Path(path).read_text(encoding="utf-8"))
+        if method in methods:
+            table, table_sources[method] = load_score_table(path, heads[method])
+            if table is not None:
+                tables[method] = table
     entries = plan_entries(methods, heads, num_layers, settings.sweep_k, settings.prune, tables)
 
     settings_record = {
         "model": settings.model, "model_ids": list(source.model_ids), "num_hidden_layers": num_layers,
+        "num_attention_heads": text_config.num_attention_heads,
         "data_dir": str(settings.data_dir), "split": settings.split, "run": data.run_source,
         "depth": settings.depth, "methods": list(methods), "max_queries": settings.max_queries,
         "device": settings.device, "dtype": settings.dtype, "max_doc_words": settings.max_doc_words,
         "max_length": settings.max_length, "relevance_level": settings.relevance_level,
         "recall_ks": list(recall_ks), "sweep_k": list(settings.sweep_k), "prune": list(settings.prune),
         "head_scores": settings.head_scores, "qr_head_scores": settings.qr_head_scores,
+        "score_tables_used": table_sources,
         "tie_break": "reranked: score desc, then first-stage rank; first stage: run scores with "
                      "trec_eval's rule (score desc, doc id desc)",
         **settings.extra,
@@ -420,7 +453,7 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
                                       if old_candidates.get(q) == candidates.get(q)}
         log(f"resuming from {out_path}")
 
-    meter_device = settings.device
+    meter_device = str(loading.resolve_device(settings.device))  # "cuda" peaks need a reset before loading
     last_save = time.monotonic()
 
     def save(force: bool = False) -> None:
@@ -466,8 +499,6 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
             entry["load_s"] = round(time.perf_counter() - load_start, 3)
             entry["num_layers_built"] = reranker.model.config.num_hidden_layers
             entry["device"] = str(reranker.device)
-            if meter_device is None:
-                meter.cuda = str(reranker.device).startswith("cuda")
             iterator = todo
             if settings.progress:
                 try:
@@ -492,6 +523,13 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
         _summarise(entry, data, qids, candidates, recall_ks, settings.relevance_level, first_stage=False)
         save(force=True)
 
+    planned = {spec.label for spec in entries}
+    for label, entry in results["entries"].items():
+        # Entries kept from an earlier run with other --methods: re-summarise them over this
+        # run's queries (their per-query results were already cut to matching candidates).
+        if label not in planned and not entry.get("same_as") and entry.get("per_query") is not None:
+            _summarise(entry, data, qids, candidates, recall_ks, settings.relevance_level,
+                       first_stage=entry.get("method") == "first-stage")
     if not settings.save_scores:
         for entry in results["entries"].values():
             for record in entry.get("per_query", {}).values():
@@ -539,7 +577,7 @@ def _summarise(entry: dict, data: EvalData, qids: Sequence[str], candidates: Map
 
 
 # ====================================================================== reporting
-def format_table(results: Mapping[str, Any]) -> str:
+def format_table(results: Mapping[str, Any], markdown: bool = False) -> str:
     depth = results["settings"]["depth"]
     recall_key = f"recall@{depth}"
     rows = [("entry", "method", "nDCG@10", "MRR@10", f"R@{depth}", "time/q", "peak mem", "layers", "heads", "queries")]
@@ -560,9 +598,13 @@ def format_table(results: Mapping[str, Any]) -> str:
             str(len(heads["heads"]) if heads and heads.get("heads") else ("all" if entry["method"] == "icr" else "-")),
             f"{summary['queries']}/{summary['of_queries']}",
         ))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    if markdown:
+        lines = ["| " + " | ".join(row) + " |" for row in rows]
+        lines.insert(1, "|" + "|".join("---" for _ in rows[0]) + "|")
+    else:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
     data = results["data"]
     if data.get("queries_without_candidates"):
         lines.append(f"{len(data['queries_without_candidates'])} judged queries had no candidates (scored 0).")
@@ -590,7 +632,6 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
     title = f"{settings['model']} on {Path(settings['data_dir']).name} (depth {settings['depth']})"
     if sweep:
         ax = axes.pop(0)
-        num_heads = results["settings"].get("num_hidden_layers")
         for method in ("core", "qr"):
             points = []
             for label, e in sweep:
@@ -613,20 +654,24 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
         ax.set_ylabel("nDCG@10")
         ax.set_title("heads sweep", fontsize=9)
         ax.legend(fontsize=7)
-        del num_heads
     if prune:
         for key, ylabel in (("ndcg@10", "nDCG@10"), ("time_per_query_s", "seconds / query"), ("peak_mem_mb", "peak memory (MB)")):
             ax = axes.pop(0)
             for method in ("core", "qr", "icr"):
-                points = sorted((e["param"], e["summary"].get(key)) for label, e in prune
-                                if label.startswith(method + "@") and e["summary"].get(key) is not None)
+                points = [(e["param"], e["summary"].get(key)) for label, e in prune
+                          if label.startswith(method + "@") and e["summary"].get(key) is not None]
+                base = entries.get(method)
+                total = results["settings"].get("num_hidden_layers")
+                if points and base and base.get("summary") and base.get("num_layers_built") and total \
+                        and base["summary"].get(key) is not None and all(p > 0 for p, _ in points):
+                    # the unpruned config: the engine builds only the layers its heads need
+                    points.append((1 - base["num_layers_built"] / total, base["summary"][key]))
+                points.sort()
                 if points:
                     ax.plot([100 * p for p, _ in points], [v for _, v in points], marker="o", label=METHOD_NAMES[method])
-            ax.set_xlabel("% of final layers dropped")
+            ax.set_xlabel("% of final layers dropped (leftmost: heads as given)")
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=7)
-        axes_title = "pruning sweep"
-        fig.text(0.99, 0.01, axes_title, ha="right", fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -635,6 +680,9 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
 
 
 def _all_heads(results: Mapping[str, Any]) -> int:
+    settings = results["settings"]
+    if settings.get("num_attention_heads") and settings.get("num_hidden_layers"):
+        return settings["num_attention_heads"] * settings["num_hidden_layers"]
     for entry in results["entries"].values():
         heads = entry.get("heads") or {}
         arch = heads.get("architecture") or {}
@@ -677,11 +725,18 @@ def register_cli(commands: Any, heads_subparsers: Any = None) -> None:
     p.add_argument("--no-scores", action="store_true", help="do not keep per-candidate scores in the JSON")
     p.add_argument("--plot", help="figure of the sweeps (PNG/PDF/SVG)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (on a busy shared CPU, 1 avoids oversubscription)")
     p.set_defaults(func=_run_eval_cli)
 
 
 def _run_eval_cli(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = EvalSettings(
         model=args.model, data_dir=args.data, split=args.split, run_file=args.run, depth=args.depth,
         methods=methods, heads=args.heads, qr_heads=args.qr_heads, head_scores=args.head_scores,
@@ -695,7 +750,7 @@ def _run_eval_cli(args: argparse.Namespace) -> int:
     )
     results = run_evaluation(settings, out=args.out, resume=not args.no_resume,
                              log=lambda msg: print(msg, file=sys.stderr))
-    print(format_table(results))
+    print(format_table(results, markdown=args.markdown))
     for label, entry in results["entries"].items():
         if entry.get("note") and entry.get("group") != "main":
             print(f"  {label}: {entry['note']}")
