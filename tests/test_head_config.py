@@ -31,7 +31,7 @@ def test_presets_hold_the_published_heads(name):
     assert HeadConfig.load(name).heads == PAPER_TOP8[name]
 
 
-@pytest.mark.parametrize("name", [n for n in preset_names() if not n.startswith(("phi", "smollm2"))])
+@pytest.mark.parametrize("name", [n for n in preset_names() if not n.startswith(("phi", "smollm2", "gemma3"))])
 def test_paper_presets_validate_against_their_model_configs(name):
     config = HeadConfig.load(name)
     family = next(key for key in PAPER_CONFIGS if name.startswith(key))
@@ -117,3 +117,16 @@ def test_top_keeps_order_and_records_k():
     config = HeadConfig.load("llama-3.1-8b-instruct").top(3)
     assert config.heads == PAPER_TOP8["llama-3.1-8b-instruct"][:3]
     assert config.provenance.k == 3 and config.layers_to_run(32) == 15
+
+
+def test_offline_model_presets_fit_their_models():
+    from transformers import Gemma3TextConfig
+
+    smol = LlamaConfig(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576)
+    gemma = Gemma3TextConfig(num_hidden_layers=18, num_attention_heads=4, num_key_value_heads=1, hidden_size=640,
+                             head_dim=256)
+    for name, config in [("smollm2-135m-instruct", smol), ("smollm2-135m-instruct-qr", smol), ("gemma3-270m", gemma),
+                         ("gemma3-270m-qr", gemma)]:
+        preset = HeadConfig.load(name)
+        preset.validate_for(config)
+        assert find_preset(preset.model_ids[0], method=preset.method).name == name
