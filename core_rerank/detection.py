@@ -40,7 +40,7 @@ from .detection_data import (  # noqa: F401  (re-exported)
     iter_prompts,
     read_jsonl_examples,
 )
-from .head_config import HeadConfig, HeadConfigError, Provenance, parse_layer_head
+from .head_config import HeadConfig, HeadConfigError, Provenance, is_score_table, parse_layer_head
 
 TABLE_FORMAT = "core-rerank/head-scores"
 DEFAULT_TEMPERATURE = 0.1
@@ -212,7 +212,7 @@ class HeadScoreTable:
                        model_ids=list(data.get("model_ids") or []), architecture=data.get("architecture"),
                        num_prompts=int(data.get("num_prompts") or 0), std=std,
                        provenance=dict(data.get("provenance") or {}), stats=dict(data.get("stats") or {}))
-        if data and all(isinstance(k, str) and _is_layer_head(k) for k in data):
+        if is_score_table(data):
             # An official per-head score file: one table, method unknown (CoRe by default).
             return cls(scores={"scores": _array_from_mapping(data)}, method="core", temperature=None,
                        provenance={"source": "official layer-head score file"})
@@ -254,14 +254,6 @@ class HeadScoreTable:
         return plot_head_heatmap(self.values(method, temperature), path, selected=selected,
                                  title=title or f"{model}: {label}, {self.num_prompts} prompts",
                                  colorbar_label=label)
-
-
-def _is_layer_head(text: str) -> bool:
-    try:
-        parse_layer_head(text)
-        return True
-    except HeadConfigError:
-        return False
 
 
 def _array_from_mapping(mapping: Mapping[str, float]) -> np.ndarray:

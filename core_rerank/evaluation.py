@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .datasets import EvalData, load_eval_data
+from .head_config import is_score_table
 from .metrics import evaluate, strict_scores
 
 PLOT_INSTALL_HINT = 'plots need matplotlib: pip install "core-rerank[plot]"'
@@ -289,7 +290,7 @@ def load_score_table(path: str | Path | None, config: Any = None) -> tuple[dict[
         table = provenance.get("head_scores")
         return (dict(table), "provenance.head_scores of the head config") if table else (None, None)
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if isinstance(data, dict) and data and all(_is_layer_head(k) for k in data):
+    if is_score_table(data):
         return data, str(path)
     tables = data.get("tables") or {}
     key = provenance.get("score")
@@ -301,11 +302,6 @@ def load_score_table(path: str | Path | None, config: Any = None) -> tuple[dict[
     if embedded:
         return embedded, f"{path} (provenance.head_scores)"
     raise ValueError(f"{path}: not a per-head score table ('layer-head' -> score)")
-
-
-def _is_layer_head(key: Any) -> bool:
-    parts = str(key).split("-")
-    return len(parts) == 2 and all(p.isdigit() for p in parts)
 
 
 # ====================================================================== results file
@@ -373,7 +369,6 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
                    log=print) -> dict[str, Any]:
     """Run every planned entry on the same candidates; write/resume ``out`` (JSON)."""
     from . import loading
-    from .head_config import HeadConfig
     from .reranker import resolve_heads
 
     methods = tuple(settings.methods)

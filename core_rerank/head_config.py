@@ -211,7 +211,7 @@ class HeadConfig(BaseModel):
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise HeadConfigError(f"{path}: not valid JSON ({exc})") from exc
-        if _looks_like_score_table(data):
+        if is_score_table(data):
             raise HeadConfigError(
                 f"{path} is a per-head score table; use HeadConfig.from_scores(...) "
                 "or `core-rerank heads show` to select heads from it"
@@ -316,8 +316,9 @@ def parse_layer_head_string(text: str) -> list[tuple[int, int]]:
     return [parse_layer_head(part) for part in text.split(",") if part.strip()]
 
 
-def _looks_like_score_table(data: Any) -> bool:
-    return isinstance(data, dict) and bool(data) and all(_LAYER_HEAD.match(str(k)) for k in data)
+def is_score_table(data: Any) -> bool:
+    """Whether ``data`` is an official per-head score table (``{"layer-head": score}``)."""
+    return isinstance(data, Mapping) and bool(data) and all(_LAYER_HEAD.match(str(k)) for k in data)
 
 
 def _original_num_layers(config: Any) -> int:
