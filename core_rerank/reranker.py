@@ -16,8 +16,6 @@ DEFAULT_MAX_DOC_WORDS = 300
 MAX_LENGTH_CAP = 32768  # default prompt budget: min(model context, this)
 METHODS = ("core", "qr", "icr")
 
-Document = "str | Mapping[str, Any]"
-
 
 @dataclass(frozen=True)
 class RerankResult:

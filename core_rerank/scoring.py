@@ -24,13 +24,3 @@ def document_scores(
         scores.append(float(values.sum()))
     return scores
 
-
-def span_masses(per_head_scores: np.ndarray, spans: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Attention mass of each head on each document: ``[heads, tokens] -> [heads, documents]``."""
-    cumulative = np.concatenate(
-        [np.zeros((per_head_scores.shape[0], 1)), np.cumsum(per_head_scores, axis=1, dtype=np.float64)],
-        axis=1,
-    )
-    starts = np.array([s for s, _ in spans], dtype=np.int64)
-    ends = np.array([e for _, e in spans], dtype=np.int64)
-    return cumulative[:, ends] - cumulative[:, starts]

@@ -43,3 +43,10 @@ def document_scores(eager_model, prepared, heads, calibrate=True, outlier_std=2.
 
 def all_heads(config):
     return [(l, h) for l in range(config.num_hidden_layers) for h in range(config.num_attention_heads)]
+
+
+def span_masses(per_head_scores, spans):
+    """Attention mass of each head on each document: ``[heads, tokens] -> [heads, documents]``."""
+    import numpy as np
+
+    return np.stack([per_head_scores[:, start:end].sum(axis=1) for start, end in spans], axis=1)

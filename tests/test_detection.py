@@ -213,7 +213,7 @@ def test_fast_masses_equal_eager_recomputation(make_reranker):
 
     from core_rerank.detection import document_masses
     from core_rerank.prompt import truncate_words
-    from core_rerank.scoring import span_masses
+    from naive_reference import span_masses
 
     reranker = make_reranker(method="icr")
     examples = read_jsonl_examples(DATA, limit=2).examples
