@@ -46,6 +46,7 @@ RESULTS_FORMAT = "core-rerank-eval"
 RESULTS_VERSION = 1
 METHOD_NAMES = {"first-stage": "first stage", "icr": "ICR", "qr": "QR-R", "core": "CoRe-R"}
 ALL_METHODS = ("first-stage", "icr", "qr", "core")
+ONE_PASS_NOTE = "[one shared pass: time and memory are the pass's]"
 
 
 # ====================================================================== the stable entry point
@@ -349,6 +350,7 @@ class EvalSettings:
     methods: tuple[str, ...] = ("first-stage", "icr", "qr", "core")
     heads: Any = None                # core heads (preset, path, HeadConfig) or None for the preset
     qr_heads: Any = None
+    compare_heads: tuple[tuple[str, Any], ...] = ()  # (name, head set) pairs, each an extra CoRe-R entry
     head_scores: str | None = None   # score table for core ("layer-head" -> score)
     qr_head_scores: str | None = None
     sweep_k: tuple[Any, ...] = ()
@@ -362,6 +364,7 @@ class EvalSettings:
     recall_ks: tuple[int, ...] | None = None
     save_scores: bool = True
     progress: bool = True
+    one_pass: bool = False           # score every entry from one all-heads pass per query
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -406,6 +409,10 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
             if table is not None:
                 tables[method] = table
     entries = plan_entries(methods, heads, num_layers, settings.sweep_k, settings.prune, tables)
+    for name, given in settings.compare_heads:  # extra head sets, scored as CoRe-R
+        config = resolve_heads(given, "core", list(source.model_ids))
+        entries.append(EntrySpec(f"core[{name}]", "core", heads=config.model_copy(update={"method": "core"}),
+                                 note=f"heads from {given}"))
 
     settings_record = {
         "model": settings.model, "model_ids": list(source.model_ids), "num_hidden_layers": num_layers,
@@ -414,7 +421,8 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
         "depth": settings.depth, "methods": list(methods), "max_queries": settings.max_queries,
         "device": settings.device, "dtype": settings.dtype, "max_doc_words": settings.max_doc_words,
         "max_length": settings.max_length, "relevance_level": settings.relevance_level,
-        "recall_ks": list(recall_ks), "sweep_k": list(settings.sweep_k), "prune": list(settings.prune),
+        "recall_ks": list(recall_ks), "one_pass": settings.one_pass,
+        "compare_heads": [[name, str(given)] for name, given in settings.compare_heads], "sweep_k": list(settings.sweep_k), "prune": list(settings.prune),
         "head_scores": settings.head_scores, "qr_head_scores": settings.qr_head_scores,
         "score_tables_used": table_sources,
         "tie_break": "reranked: score desc, then first-stage rank; first stage: run scores with "
@@ -457,22 +465,21 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
             _write_json(out_path, results)
             last_save = time.monotonic()
 
+    if settings.one_pass:
+        planned_labels = {spec.label for spec in entries}
+        shared = [spec for spec in entries if spec.method != "first-stage" and spec.same_as not in planned_labels
+                  and (spec.heads is not None or spec.method == "icr")]
+        if shared:
+            _score_in_one_pass(settings, shared, {spec.label: _entry(spec, results) for spec in shared},
+                               data, qids, candidates, meter_device, save)
     for spec in entries:
-        stored = results["entries"].get(spec.label)
-        if stored is not None and stored.get("fingerprint") != spec.fingerprint():
-            stored = None
         if spec.same_as and spec.same_as in results["entries"]:
             source_entry = results["entries"][spec.same_as]
             results["entries"][spec.label] = {**source_entry, "group": spec.group, "param": spec.param,
                                               "note": (spec.note or "") + f" (same config as {spec.same_as!r})",
                                               "same_as": spec.same_as}
             continue
-        entry = stored or {"method": spec.method, "group": spec.group, "param": spec.param,
-                           "fingerprint": spec.fingerprint(), "note": spec.note,
-                           "heads": spec.heads.to_dict() if spec.heads is not None else None,
-                           "per_query": {}}
-        entry["note"] = spec.note
-        results["entries"][spec.label] = entry
+        entry = _entry(spec, results)
         todo = [q for q in qids if q not in entry["per_query"]]
         if spec.method != "first-stage" and spec.heads is None and spec.method != "icr":
             entry["skipped"] = True  # a pruning level with no usable head
@@ -494,15 +501,7 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
             entry["load_s"] = round(time.perf_counter() - load_start, 3)
             entry["num_layers_built"] = reranker.model.config.num_hidden_layers
             entry["device"] = str(reranker.device)
-            iterator = todo
-            if settings.progress:
-                try:
-                    from tqdm.auto import tqdm
-
-                    iterator = tqdm(todo, desc=spec.label, unit="q", file=sys.stderr, leave=True)
-                except ImportError:
-                    pass
-            for qid in iterator:
+            for qid in _progress_iter(todo, spec.label, settings.progress):
                 docs, scores, seconds = score_query(reranker, data, qid, settings.depth)
                 record = {"time_s": round(seconds, 4)}
                 record["scores"] = [_json_float(s) for s in scores]
@@ -518,7 +517,10 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
         _summarise(entry, data, qids, candidates, recall_ks, settings.relevance_level, first_stage=False)
         save(force=True)
 
-    planned = {spec.label for spec in entries}
+    planned = [spec.label for spec in entries]
+    # Planned order first (the one-pass entries were created before the others), then leftovers.
+    results["entries"] = {**{label: results["entries"][label] for label in planned},
+                          **{label: e for label, e in results["entries"].items() if label not in planned}}
     for label, entry in results["entries"].items():
         # Entries kept from an earlier run with other --methods: re-summarise them over this
         # run's queries (their per-query results were already cut to matching candidates).
@@ -532,6 +534,96 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
     if out_path is not None:
         _write_json(out_path, results)
     return results
+
+
+def _entry(spec: EntrySpec, results: dict[str, Any]) -> dict[str, Any]:
+    """The results entry of ``spec``: the stored one when its config is unchanged, else a new one."""
+    stored = results["entries"].get(spec.label)
+    if stored is not None and stored.get("fingerprint") != spec.fingerprint():
+        stored = None
+    entry = stored or {"method": spec.method, "group": spec.group, "param": spec.param,
+                       "fingerprint": spec.fingerprint(), "note": spec.note,
+                       "heads": spec.heads.to_dict() if spec.heads is not None else None,
+                       "per_query": {}}
+    entry["note"] = spec.note
+    if entry.get("one_pass"):
+        entry["note"] = f"{spec.note or ''} {ONE_PASS_NOTE}".strip()
+    results["entries"][spec.label] = entry
+    return entry
+
+
+def _score_in_one_pass(settings: EvalSettings, specs: Sequence[EntrySpec], entries: Mapping[str, dict],
+                       data: EvalData, qids: Sequence[str], candidates: Mapping[str, list[str]],
+                       meter_device: str, save) -> None:
+    """Fill every entry from one forward pass per query (``--one-pass``).
+
+    One reranker holds the union of the entries' heads (every head when ICR is among them);
+    each entry's scores come from its own head subset (``CoReReranker.score_head_subsets``),
+    equal to scoring it alone up to float rounding. Pruned entries need no own model: layers
+    never depend on later ones. Time and memory are the shared pass's, recorded on each entry.
+    """
+    from .head_config import HeadConfig
+
+    scorings = {spec.label: (spec.heads.scoring if spec.heads is not None else HeadConfig(method="icr").scoring)
+                for spec in specs}
+    first = next(iter(scorings.values()))
+    differing = [label for label, scoring in scorings.items() if scoring != first]
+    if differing:
+        raise ValueError(f"--one-pass needs the same scoring settings for every entry; {differing} differ "
+                         f"from {specs[0].label!r} (e.g. a logit_scale override): run without --one-pass")
+    if any(spec.heads is None for spec in specs):
+        union = HeadConfig(method="icr", name="one-pass-all-heads", scoring=first)
+    else:
+        heads = sorted({tuple(h) for spec in specs for h in spec.heads.heads})
+        union = HeadConfig(method="core", name="one-pass-union", heads=heads, scoring=first)
+    subsets = {spec.label: ([tuple(h) for h in spec.heads.heads] if spec.heads is not None else None)
+               for spec in specs}
+    todo = [q for q in qids if candidates[q] and any(q not in e["per_query"] for e in entries.values())]
+    for qid in qids:  # judged queries without candidates: nothing to score
+        if not candidates[qid]:
+            for entry in entries.values():
+                entry["per_query"].setdefault(qid, {"time_s": 0.0, "scores": []})
+    if not todo:
+        return
+    meter = MemoryMeter(meter_device)
+    meter.start()
+    load_start = time.perf_counter()
+    reranker = _load(settings, EntrySpec("one-pass", union.method, heads=None if union.method == "icr" else union,
+                                         num_layers_to_keep="auto"))
+    load_s = round(time.perf_counter() - load_start, 3)
+    empty = {"title": "", "text": ""}
+    filled = set()  # entries that got queries from this pass (others keep their own figures)
+    for qid in _progress_iter(todo, "one pass", settings.progress):
+        documents = [data.corpus.get(d, empty) for d in candidates[qid]]
+        start = time.perf_counter()
+        scores = reranker.score_head_subsets(data.queries[qid], documents, subsets)
+        seconds = round(time.perf_counter() - start, 4)
+        for label, entry in entries.items():
+            if qid not in entry["per_query"]:
+                entry["per_query"][qid] = {"time_s": seconds, "scores": [_json_float(s) for s in scores[label]]}
+                filled.add(label)
+        save()
+    peak = meter.peak_mb()
+    for entry in (entries[label] for label in filled):
+        entry.update(one_pass=True, load_s=load_s, num_layers_built=reranker.model.config.num_hidden_layers,
+                     device=str(reranker.device), memory_measure=meter.kind,
+                     baseline_mem_mb=round(meter.baseline_mb, 1) if meter.baseline_mb is not None else None,
+                     peak_mem_mb=round(max(peak, entry.get("peak_mem_mb") or 0), 1) if peak is not None else None)
+        if not entry["note"] or ONE_PASS_NOTE not in entry["note"]:
+            entry["note"] = f"{entry['note'] or ''} {ONE_PASS_NOTE}".strip()
+    del reranker
+    gc.collect()
+
+
+def _progress_iter(items: Sequence[Any], desc: str, enabled: bool):
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+
+            return tqdm(items, desc=desc, unit="q", file=sys.stderr, leave=True)
+        except ImportError:
+            pass
+    return items
 
 
 def _load(settings: EvalSettings, spec: EntrySpec):
@@ -587,9 +679,10 @@ def format_table(results: Mapping[str, Any], markdown: bool = False) -> str:
             label, METHOD_NAMES.get(entry["method"], entry["method"]),
             f"{summary['ndcg@10']:.4f}", f"{summary['mrr@10']:.4f}",
             f"{summary[recall_key]:.4f}" if recall_key in summary else "-",
-            f"{summary['time_per_query_s']:.3f}s" if entry["method"] != "first-stage" else "-",
+            (f"{summary['time_per_query_s']:.3f}s" + ("*" if entry.get("one_pass") else "")
+             if entry["method"] != "first-stage" else "-"),
             f"{mem:.0f} MB" if mem else "-",
-            str(entry.get("num_layers_built", "-")),
+            str(_layers_needed(entry, results["settings"]) or "-"),
             str(len(heads["heads"]) if heads and heads.get("heads") else ("all" if entry["method"] == "icr" else "-")),
             f"{summary['queries']}/{summary['of_queries']}",
         ))
@@ -600,10 +693,26 @@ def format_table(results: Mapping[str, Any], markdown: bool = False) -> str:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
+    if any(e.get("one_pass") for e in results["entries"].values()):
+        lines.append("* one shared all-heads pass per query (--one-pass): time and memory are the pass's, "
+                     "layers are those the entry's heads need.")
     data = results["data"]
     if data.get("queries_without_candidates"):
         lines.append(f"{len(data['queries_without_candidates'])} judged queries had no candidates (scored 0).")
     return "\n".join(lines)
+
+
+def _layers_needed(entry: Mapping[str, Any], settings: Mapping[str, Any]) -> int | None:
+    """Layers the entry's model builds (for a one-pass entry: would build on its own)."""
+    if not entry.get("one_pass"):
+        return entry.get("num_layers_built")
+    keep = (entry.get("fingerprint") or {}).get("num_layers_to_keep")
+    heads = (entry.get("heads") or {}).get("heads")
+    if isinstance(keep, int):
+        return keep
+    if keep == "auto" and heads:
+        return max(layer for layer, _ in heads) + 1
+    return settings.get("num_hidden_layers")
 
 
 def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
@@ -618,7 +727,10 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
     entries = results["entries"]
     sweep = [(label, e) for label, e in entries.items() if e.get("group") == "sweep-k" and e.get("summary")]
     prune = [(label, e) for label, e in entries.items() if e.get("group") == "prune" and e.get("summary")]
-    panels = (1 if sweep else 0) + (3 if prune else 0)
+    # One shared pass (--one-pass) has one time and memory for every entry: plot nDCG only.
+    prune_panels = (("ndcg@10", "nDCG@10"),) if any(e.get("one_pass") for _, e in prune) else (
+        ("ndcg@10", "nDCG@10"), ("time_per_query_s", "seconds / query"), ("peak_mem_mb", "peak memory (MB)"))
+    panels = (1 if sweep else 0) + (len(prune_panels) if prune else 0)
     if not panels:
         raise ValueError("nothing to plot: run with --sweep-k and/or --prune")
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
@@ -650,7 +762,7 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
         ax.set_title("heads sweep", fontsize=9)
         ax.legend(fontsize=7)
     if prune:
-        for key, ylabel in (("ndcg@10", "nDCG@10"), ("time_per_query_s", "seconds / query"), ("peak_mem_mb", "peak memory (MB)")):
+        for key, ylabel in prune_panels:
             ax = axes.pop(0)
             for method in ("core", "qr", "icr"):
                 points = [(e["param"], e["summary"].get(key)) for label, e in prune
@@ -660,11 +772,11 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
                 if points and base and base.get("summary") and base.get("num_layers_built") and total \
                         and base["summary"].get(key) is not None and all(p > 0 for p, _ in points):
                     # the unpruned config: the engine builds only the layers its heads need
-                    points.append((1 - base["num_layers_built"] / total, base["summary"][key]))
+                    points.append((1 - _layers_needed(base, results["settings"]) / total, base["summary"][key]))
                 points.sort()
                 if points:
                     ax.plot([100 * p for p, _ in points], [v for _, v in points], marker="o", label=METHOD_NAMES[method])
-            ax.set_xlabel("% of final layers dropped (leftmost: heads as given)")
+            ax.set_xlabel("% of final layers dropped")
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
@@ -702,11 +814,17 @@ def register_cli(commands: Any, heads_subparsers: Any = None) -> None:
                    help="comma-separated: first-stage, icr, qr, core")
     p.add_argument("--heads", help="CoRe heads: preset name or JSON (default: the model's preset)")
     p.add_argument("--qr-heads", help="QR heads: preset name or JSON (default: the model's QR preset)")
+    p.add_argument("--compare-heads", action="append", default=[], metavar="NAME=HEADS",
+                   help="another head set (preset or JSON) scored as CoRe-R in entry core[NAME]; repeatable")
     p.add_argument("--head-scores", help="per-head CoRe score table ('layer-head' -> score) for sweeps and "
                                          "pruning-aware re-selection")
     p.add_argument("--qr-head-scores", help="the same for QR heads")
     p.add_argument("--sweep-k", help="heads sweep, e.g. 1,2,4,8,16,32,all ('all' = every head, i.e. ICR)")
     p.add_argument("--prune", help="pruning sweep: fractions of final layers dropped, e.g. 0,0.3,0.5,0.7")
+    p.add_argument("--one-pass", action="store_true",
+                   help="score every method and sweep entry from one forward pass per query (the union "
+                        "of their heads; all heads with ICR): same scores, far less compute, but time "
+                        "and memory are the shared pass's")
     p.add_argument("--max-queries", type=int, help="only the first N judged queries (qrels order)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
@@ -726,6 +844,13 @@ def register_cli(commands: Any, heads_subparsers: Any = None) -> None:
     p.set_defaults(func=_run_eval_cli)
 
 
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise SystemExit(f"--compare-heads wants NAME=HEADS (a preset or a JSON file), got {text!r}")
+    return name.strip(), value.strip()
+
+
 def _run_eval_cli(args: argparse.Namespace) -> int:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if args.threads:
@@ -735,20 +860,22 @@ def _run_eval_cli(args: argparse.Namespace) -> int:
     settings = EvalSettings(
         model=args.model, data_dir=args.data, split=args.split, run_file=args.run, depth=args.depth,
         methods=methods, heads=args.heads, qr_heads=args.qr_heads, head_scores=args.head_scores,
+        compare_heads=tuple(_name_value(text) for text in args.compare_heads),
         qr_head_scores=args.qr_head_scores, sweep_k=tuple(parse_sweep_k(args.sweep_k)),
         prune=tuple(parse_prune(args.prune)), max_queries=args.max_queries, device=args.device,
         dtype=args.dtype, max_doc_words=args.max_doc_words, max_length=args.max_length,
         relevance_level=args.relevance_level,
         recall_ks=tuple(int(k) for k in args.recall_k.split(",")) if args.recall_k else None,
-        save_scores=not args.no_scores, progress=not args.quiet,
+        save_scores=not args.no_scores, progress=not args.quiet, one_pass=args.one_pass,
         extra={"cli_args": {k: v for k, v in vars(args).items() if k != "func"}},
     )
     results = run_evaluation(settings, out=args.out, resume=not args.no_resume,
                              log=lambda msg: print(msg, file=sys.stderr))
     print(format_table(results, markdown=args.markdown))
     for label, entry in results["entries"].items():
-        if entry.get("note") and entry.get("group") != "main":
-            print(f"  {label}: {entry['note']}")
+        note = (entry.get("note") or "").replace(ONE_PASS_NOTE, "").strip()  # the table has a footnote
+        if note and entry.get("group") != "main":
+            print(f"  {label}: {note}")
     if args.out:
         print(f"results: {args.out}")
     if args.plot:

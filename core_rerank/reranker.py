@@ -179,9 +179,34 @@ class CoReReranker:
         whitespace-only) document gets ``-inf`` and is not put in the prompt. Lists that do
         not fit ``max_length`` are split into balanced windows (see ``core_rerank.windows``).
         """
+        return self._score(query, documents, {None: None})[None]
+
+    def score_head_subsets(
+        self, query: str, documents: Sequence[Any], subsets: Mapping[Any, "Sequence[Sequence[int]] | None"]
+    ) -> dict[Any, list[float]]:
+        """Scores of several subsets of this reranker's heads, from one forward pass.
+
+        ``subsets`` maps a name to a list of ``(layer, head)`` pairs (``None``: every head of
+        this reranker). Each subset gets what ``score`` of a reranker built with just those
+        heads (and this one's scoring settings) gives, up to float rounding: a layer never
+        depends on later layers, so one pass through the deepest needed layer serves all.
+        ``core-rerank eval --one-pass`` uses it to score ICR, CoRe-R, QR-R and the sweeps with
+        a single all-heads pass per query.
+        """
+        for name, subset in subsets.items():
+            if subset is None:
+                continue
+            outside = [tuple(h) for h in subset
+                       if tuple(h)[1] not in self._heads_by_layer.get(tuple(h)[0], ())]
+            if outside or not subset:
+                raise ValueError(f"head subset {name!r}: " + (
+                    f"heads {outside[:5]} are not among this reranker's heads" if outside else "no heads"))
+        return self._score(query, documents, subsets)
+
+    def _score(self, query: str, documents: Sequence[Any], subsets: Mapping[Any, Any]) -> dict[Any, list[float]]:
         query = _check_query(query)
         texts = [truncate_words(t, self.max_doc_words) for t in _document_texts(documents)]
-        scores = [float("-inf")] * len(texts)
+        scores = {name: [float("-inf")] * len(texts) for name in subsets}
         unique: dict[str, list[int]] = {}
         for index, text in enumerate(texts):
             if text:
@@ -199,9 +224,10 @@ class CoReReranker:
         with self._lock:
             for window in plan_windows(counts, capacity):
                 prepared = self.builder.prepare(query, [slots[i] for i in window])
-                for slot, value in zip(window, self._score_prepared(prepared)):
-                    for index in unique[keys[slot]]:
-                        scores[index] = value
+                for name, values in self._score_prepared(prepared, subsets).items():
+                    for slot, value in zip(window, values):
+                        for index in unique[keys[slot]]:
+                            scores[name][index] = value
         return scores
 
     def rerank(
@@ -269,21 +295,35 @@ class CoReReranker:
 
     def token_scores(self, prepared: PreparedPrompt) -> Any:
         """Calibrated per-token scores ``c_j`` (a float64 numpy array over the shared prefix)."""
-        import numpy as np
         import torch
 
         with self._lock, torch.inference_mode():
-            summed = self._head_sums(prepared)
-        return np.asarray(summed, dtype=np.float64)
+            return _sum_heads(self._calibrated_rows(prepared), None).numpy()
 
-    def _score_prepared(self, prepared: PreparedPrompt) -> list[float]:
+    def _score_prepared(self, prepared: PreparedPrompt, subsets: Mapping[Any, Any]) -> dict[Any, list[float]]:
+        import torch
+
         from .scoring import document_scores
 
-        return document_scores(self.token_scores(prepared), prepared.document_spans,
-                               self.heads.scoring.outlier_std)
+        with torch.inference_mode():
+            rows = self._calibrated_rows(prepared)
+        outlier_std = self.heads.scoring.outlier_std
+        return {name: document_scores(_sum_heads(rows, self._positions(subset)).numpy(),
+                                      prepared.document_spans, outlier_std)
+                for name, subset in subsets.items()}
 
-    def _head_sums(self, prepared: PreparedPrompt):
-        """Summed, row-averaged attention of the selected heads on each prefix token."""
+    def _positions(self, subset: "Sequence[Sequence[int]] | None") -> "dict[int, list[int]] | None":
+        """Row positions of a head subset inside each layer's captured rows (None: all rows)."""
+        if subset is None:
+            return None
+        positions: dict[int, list[int]] = {}
+        for layer, head in subset:
+            positions.setdefault(layer, []).append(self._heads_by_layer[layer].index(head))
+        return positions
+
+    def _calibrated_rows(self, prepared: PreparedPrompt) -> dict[int, Any]:
+        """Per layer, each selected head's row-averaged attention on every prefix token
+        ([heads, prefix], on the model's device), minus the same for the content-free query."""
         import torch
         from transformers import DynamicCache
 
@@ -295,9 +335,9 @@ class CoReReranker:
         cache = DynamicCache(config=self.model.config)
         self._run(ids[:, :prefix], cache, rows=None)
         query_rows = self._run(ids[:, prefix:], cache, rows=_shift(prepared.query_span, prefix))
-        summed = _sum_heads(query_rows)[:prefix]
+        rows = {layer: values[:, :prefix] for layer, values in query_rows.items()}
         if self.heads.scoring.calibration == "none":
-            return summed.cpu()
+            return rows
         null_ids = torch.tensor([prepared.null_input_ids], device=device)
         try:  # rewind the cache to the shared prefix (a negative count removes tokens)
             cache.crop(prefix - cache.get_seq_length())
@@ -305,7 +345,7 @@ class CoReReranker:
             cache = DynamicCache(config=self.model.config)
             self._run(null_ids[:, :prefix], cache, rows=None)
         null_rows = self._run(null_ids[:, prefix:], cache, rows=_shift(prepared.null_query_span, prefix))
-        return (summed - _sum_heads(null_rows)[:prefix]).cpu()
+        return {layer: values - null_rows[layer][:, :prefix] for layer, values in rows.items()}
 
     def _run(self, ids, cache, rows):
         from .capture import CaptureRequest, StopForward, capture
@@ -324,12 +364,18 @@ def _shift(span: tuple[int, int], offset: int) -> tuple[int, int]:
     return span[0] - offset, span[1] - offset
 
 
-def _sum_heads(results):
+def _sum_heads(rows, positions):
+    """Sum of the captured rows over layers and heads (``positions``: only those rows), as a
+    float64 CPU tensor."""
     total = None
-    for rows in results.values():
-        layer_sum = rows.sum(dim=0)
+    for layer, values in rows.items():
+        if positions is not None:
+            if layer not in positions:
+                continue
+            values = values[positions[layer]]
+        layer_sum = values.sum(dim=0)
         total = layer_sum if total is None else total + layer_sum
-    return total.double()
+    return total.cpu().double()
 
 
 def resolve_heads(heads: "str | HeadConfig | None", method: str, model_ids: Sequence[str]) -> HeadConfig:

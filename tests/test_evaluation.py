@@ -137,6 +137,27 @@ def test_eval_end_to_end_on_scifact_slice(smollm2_dir, tmp_path, monkeypatch):
     assert entries["icr"]["heads"] is None and entries["core"]["heads"]["model_ids"] == ["smollm2-135m-instruct"]
     assert plot.stat().st_size > 1000
 
+    # --one-pass: one all-heads model per query gives every entry the same scores.
+    loads = []
+    real_load = evaluation._load
+    monkeypatch.setattr(evaluation, "_load", lambda settings, spec: loads.append(spec) or real_load(settings, spec))
+    shared = run_evaluation(EvalSettings(data_dir=str(SLICE), depth=3, max_doc_words=25, device="cpu",
+                                         dtype="float32", methods=("first-stage", "icr", "core"), heads=str(heads),
+                                         head_scores=str(table), sweep_k=(1, "all"), prune=(0.8,), progress=False,
+                                         one_pass=True, compare_heads=(("again", str(heads)),)),
+                             out=tmp_path / "one_pass.json", log=lambda msg: None)
+    assert [spec.method for spec in loads] == ["icr"]
+    assert shared["entries"]["core[again]"]["per_query"] == shared["entries"]["core"]["per_query"]
+    assert shared["settings"]["one_pass"] is True
+    for label in ("icr", "core", "core@k=1", "core@prune=0.8"):
+        one, alone = shared["entries"][label], entries[label]
+        assert one["one_pass"] and one["num_layers_built"] == 30
+        for qid, record in alone["per_query"].items():
+            assert one["per_query"][qid]["scores"] == pytest.approx(record["scores"], rel=1e-6, abs=1e-9), label
+        assert one["summary"]["ndcg@10"] == pytest.approx(alone["summary"]["ndcg@10"], abs=1e-9)
+    assert evaluation.plot_results(shared, tmp_path / "one_pass.png") and (tmp_path / "one_pass.png").stat().st_size > 1000
+    monkeypatch.undo()
+
     # Resume: a finished file is read back, nothing is recomputed.
     def fail(*args, **kwargs):
         raise AssertionError("resumed entries must not be recomputed")

@@ -49,6 +49,25 @@ def test_pruned_model_scores_like_the_unpruned_model(make_reranker):
     assert pruned.score(QUERY, DOCS) == pytest.approx(full.score(QUERY, DOCS), rel=1e-5, abs=1e-9)
 
 
+def test_head_subsets_of_one_pass_equal_separate_rerankers(make_reranker):
+    icr, core, qr = make_reranker(method="icr"), make_reranker(method="core"), make_reranker(method="qr")
+    docs = DOCS + ["", DOCS[0]]  # an empty document and a duplicate go through the same path
+    subsets = {"icr": None, "core": core.heads.heads, "qr": qr.heads.heads, "one": [core.heads.heads[0]]}
+    got = icr.score_head_subsets(QUERY, docs, subsets)
+    one_head = CoReReranker(core.model, core.tokenizer, heads=core.heads.with_heads([core.heads.heads[0]]))
+    for name, reranker in (("icr", icr), ("core", core), ("qr", qr), ("one", one_head)):
+        expected = reranker.score(QUERY, docs)
+        assert got[name][-2] == -math.inf and got[name][-1] == got[name][0]
+        finite = [v for v in expected if v != -math.inf]
+        scale = max(abs(v) for v in finite)
+        assert got[name] == pytest.approx(expected, rel=1e-6, abs=1e-6 * scale), name
+    assert got["core"] != pytest.approx(got["qr"], rel=1e-3)  # the subsets really differ
+    with pytest.raises(ValueError, match="not among"):
+        core.score_head_subsets(QUERY, DOCS, {"bad": [(29, 0)]})
+    with pytest.raises(ValueError, match="no heads"):
+        icr.score_head_subsets(QUERY, DOCS, {"empty": []})
+
+
 def test_rerank_orders_results_and_keeps_ids(make_reranker):
     reranker = make_reranker(method="core")
     scores = reranker.score(QUERY, DOCS)
