@@ -422,7 +422,8 @@ def run_evaluation(settings: EvalSettings, out: str | Path | None = None, resume
         "device": settings.device, "dtype": settings.dtype, "max_doc_words": settings.max_doc_words,
         "max_length": settings.max_length, "relevance_level": settings.relevance_level,
         "recall_ks": list(recall_ks), "one_pass": settings.one_pass,
-        "compare_heads": [[name, str(given)] for name, given in settings.compare_heads], "sweep_k": list(settings.sweep_k), "prune": list(settings.prune),
+        "compare_heads": [[name, str(given)] for name, given in settings.compare_heads],
+        "sweep_k": list(settings.sweep_k), "prune": list(settings.prune),
         "head_scores": settings.head_scores, "qr_head_scores": settings.qr_head_scores,
         "score_tables_used": table_sources,
         "tie_break": "reranked: score desc, then first-stage rank; first stage: run scores with "
@@ -546,7 +547,7 @@ def _entry(spec: EntrySpec, results: dict[str, Any]) -> dict[str, Any]:
                        "heads": spec.heads.to_dict() if spec.heads is not None else None,
                        "per_query": {}}
     entry["note"] = spec.note
-    if entry.get("one_pass"):
+    if entry.get("one_pass"):  # set by _score_in_one_pass; the note says what its figures mean
         entry["note"] = f"{spec.note or ''} {ONE_PASS_NOTE}".strip()
     results["entries"][spec.label] = entry
     return entry
@@ -609,8 +610,6 @@ def _score_in_one_pass(settings: EvalSettings, specs: Sequence[EntrySpec], entri
                      device=str(reranker.device), memory_measure=meter.kind,
                      baseline_mem_mb=round(meter.baseline_mb, 1) if meter.baseline_mb is not None else None,
                      peak_mem_mb=round(max(peak, entry.get("peak_mem_mb") or 0), 1) if peak is not None else None)
-        if not entry["note"] or ONE_PASS_NOTE not in entry["note"]:
-            entry["note"] = f"{entry['note'] or ''} {ONE_PASS_NOTE}".strip()
     del reranker
     gc.collect()
 

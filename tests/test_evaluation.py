@@ -151,7 +151,8 @@ def test_eval_end_to_end_on_scifact_slice(smollm2_dir, tmp_path, monkeypatch):
     assert shared["settings"]["one_pass"] is True
     for label in ("icr", "core", "core@k=1", "core@prune=0.8"):
         one, alone = shared["entries"][label], entries[label]
-        assert one["one_pass"] and one["num_layers_built"] == 30
+        assert one["one_pass"] and one["num_layers_built"] == 30 and evaluation.ONE_PASS_NOTE in one["note"]
+        assert evaluation.ONE_PASS_NOTE not in (alone["note"] or "")
         for qid, record in alone["per_query"].items():
             assert one["per_query"][qid]["scores"] == pytest.approx(record["scores"], rel=1e-6, abs=1e-9), label
         assert one["summary"]["ndcg@10"] == pytest.approx(alone["summary"]["ndcg@10"], abs=1e-9)
