@@ -74,13 +74,18 @@ def evaluate_heads(reranker: Any, data_dir: str | Path, split: str = "test", dep
     return evaluate(data.qrels, run, recall_ks=(), queries=qids).mean["ndcg@10"]
 
 
+def candidate_documents(data: EvalData, doc_ids: Sequence[str]) -> list[dict[str, str]]:
+    """The candidates' ``{"title", "text"}`` records (empty for an id the corpus lacks)."""
+    empty = {"title": "", "text": ""}
+    return [data.corpus.get(d, empty) for d in doc_ids]
+
+
 def score_query(reranker: Any, data: EvalData, qid: str, depth: int | None) -> tuple[list[str], list[float], float]:
     """Candidates (first-stage order), their reranker scores and the seconds ``score`` took."""
     doc_ids = data.candidates(qid, depth)
     if not doc_ids:
         return [], [], 0.0
-    empty = {"title": "", "text": ""}
-    documents = [data.corpus.get(d, empty) for d in doc_ids]
+    documents = candidate_documents(data, doc_ids)
     start = time.perf_counter()
     scores = reranker.score(data.queries[qid], documents)
     return doc_ids, [float(s) for s in scores], time.perf_counter() - start
@@ -592,10 +597,9 @@ def _score_in_one_pass(settings: EvalSettings, specs: Sequence[EntrySpec], entri
     reranker = _load(settings, EntrySpec("one-pass", union.method, heads=None if union.method == "icr" else union,
                                          num_layers_to_keep="auto"))
     load_s = round(time.perf_counter() - load_start, 3)
-    empty = {"title": "", "text": ""}
     filled = set()  # entries that got queries from this pass (others keep their own figures)
     for qid in _progress_iter(todo, "one pass", settings.progress):
-        documents = [data.corpus.get(d, empty) for d in candidates[qid]]
+        documents = candidate_documents(data, candidates[qid])
         start = time.perf_counter()
         scores = reranker.score_head_subsets(data.queries[qid], documents, subsets)
         seconds = round(time.perf_counter() - start, 4)
