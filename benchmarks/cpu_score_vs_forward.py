@@ -35,7 +35,7 @@ def load_scifact(folder: Path, queries: int, depth: int):
             texts[doc["_id"]] = f"{doc['title']} {doc['text']}".strip()
     run: dict[str, list[str]] = {}
     for line in (folder / "run.bm25.top100.trec").read_text().splitlines():
-        qid, _, doc_id, rank, *_ = line.split()
+        qid, _, doc_id, *_ = line.split()
         run.setdefault(qid, []).append(doc_id)
     out = []
     for line in (folder / "queries.jsonl").read_text().splitlines():
@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10)
     parser.add_argument("--docs", type=int, default=20)
     parser.add_argument("--words", type=int, default=80)
-    parser.add_argument("--method", default="core")
+    parser.add_argument("--method", help="core, qr or icr (default: the method of --heads, else core)")
     parser.add_argument("--heads")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
@@ -65,8 +65,14 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    reranker = CoReReranker.from_pretrained("smollm2-135m-instruct", method=args.method, heads=args.heads,
-                                            device="cpu", dtype="float32", max_doc_words=args.words)
+    reranker = CoReReranker.from_pretrained(
+        "smollm2-135m-instruct",
+        method=args.method,
+        heads=args.heads,
+        device="cpu",
+        dtype="float32",
+        max_doc_words=args.words,
+    )
     model = reranker.model
     data = load_scifact(args.data, args.queries, args.docs)
 
@@ -77,6 +83,7 @@ def main() -> None:
                 model.base_model(input_ids=torch.tensor([ids]), use_cache=False)
         finally:
             from core_rerank import capture
+
             capture.install(model)
 
     reranker.score(*data[0])  # warm-up
@@ -98,7 +105,9 @@ def main() -> None:
         "method": reranker.method,
         "heads": [list(h) for h in reranker.heads.heads],
         "layers_run": model.config.num_hidden_layers,
-        "queries": len(data), "docs_per_query": args.docs, "words_per_doc": args.words,
+        "queries": len(data),
+        "docs_per_query": args.docs,
+        "words_per_doc": args.words,
         "prompt_tokens_median": statistics.median(lengths),
         "score_s_median": round(score_median, 4),
         "bare_forward_s_median": round(bare_median, 4),
@@ -107,7 +116,8 @@ def main() -> None:
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
-        "python": sys.version.split()[0], "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
     }
     for key, value in figures.items():
         print(f"{key:>22}: {value}")

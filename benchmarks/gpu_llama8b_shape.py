@@ -25,10 +25,12 @@ import statistics
 import time
 from pathlib import Path
 
-GIB = 1024 ** 3
-WORDS = ("cell protein gene expression tumour patient cohort trial dose receptor signal pathway "
-         "membrane enzyme binding mutation variant sequence model analysis result effect risk "
-         "increase decrease level measure outcome response treatment therapy clinical study").split()
+GIB = 1024**3
+WORDS = (
+    "cell protein gene expression tumour patient cohort trial dose receptor signal pathway "
+    "membrane enzyme binding mutation variant sequence model analysis result effect risk "
+    "increase decrease level measure outcome response treatment therapy clinical study"
+).split()
 
 
 def build_model(kept: int, smoke: bool, device, vocab_size: int):
@@ -39,8 +41,15 @@ def build_model(kept: int, smoke: bool, device, vocab_size: int):
         shape = dict(hidden_size=64, intermediate_size=128, num_attention_heads=32, num_key_value_heads=8, head_dim=8)
     else:
         shape = dict(hidden_size=4096, intermediate_size=14336, num_attention_heads=32, num_key_value_heads=8)
-    config = LlamaConfig(num_hidden_layers=kept, vocab_size=vocab_size, max_position_embeddings=131072,
-                         rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=False, **shape)
+    config = LlamaConfig(
+        num_hidden_layers=kept,
+        vocab_size=vocab_size,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        **shape,
+    )
     dtype = torch.float32 if smoke else torch.bfloat16
     torch.set_default_dtype(dtype)
     with torch.device(device):
@@ -91,7 +100,7 @@ def main() -> None:
     device = torch.device("cpu" if args.smoke else "cuda")
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer or fetch("smollm2-135m-instruct"))
     heads = HeadConfig.load("llama-3.1-8b-instruct")
-    kept = heads.layers_to_run(32)
+    kept = heads.num_layers_needed(32)
     model = build_model(kept, args.smoke, device, len(tokenizer))
     weights_gib = sum(p.numel() * p.element_size() for p in model.parameters()) / GIB
     reranker = CoReReranker(model, tokenizer, heads=heads, max_length=max(map(int, args.lengths.split(","))) + 512)
@@ -121,8 +130,8 @@ def main() -> None:
         docs = documents_for(tokenizer, length)
         ids = torch.tensor([reranker.prepare(query, docs).input_ids], device=device)
         row = {"target_tokens": length, "prompt_tokens": ids.shape[1], "documents": len(docs)}
-        row["fast_s"] = round(timed(lambda: reranker.score(query, docs), args.repeats, sync), 4)
-        row["fast_peak_gib"] = peak(lambda: reranker.score(query, docs))
+        row["fast_s"] = round(timed(lambda docs=docs: reranker.score(query, docs), args.repeats, sync), 4)
+        row["fast_peak_gib"] = peak(lambda docs=docs: reranker.score(query, docs))
         row["floor_s"] = round(timed(lambda: plain("sdpa"), args.repeats, sync), 4)
         row["floor_peak_gib"] = peak(lambda: plain("sdpa"))
         row["ratio_fast_over_floor"] = round(row["fast_s"] / row["floor_s"], 3)
@@ -136,8 +145,12 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     result = {
         "model": "random-weight Llama-3.1-8B shape" + (" (smoke: tiny dims)" if args.smoke else ", bf16"),
-        "heads": "llama-3.1-8b-instruct preset", "layers_kept": kept, "kept_weights_gib": round(weights_gib, 2),
-        "device": torch.cuda.get_device_name() if cuda else "cpu", "torch": torch.__version__, "rows": rows,
+        "heads": "llama-3.1-8b-instruct preset",
+        "layers_kept": kept,
+        "kept_weights_gib": round(weights_gib, 2),
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
+        "torch": torch.__version__,
+        "rows": rows,
     }
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
     if args.out:

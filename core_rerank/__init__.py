@@ -11,6 +11,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# The documented public API (README, docs/): name -> module that defines it.
 _EXPORTS = {
     "CoReReranker": "reranker",
     "RerankResult": "reranker",
@@ -19,6 +20,11 @@ _EXPORTS = {
     "PreparedPrompt": "prompt",
     "detect_heads": "detection",
     "HeadScoreTable": "detection",
+    "read_jsonl_examples": "detection",
+    "beir_examples": "detection",
+    "Example": "detection",
+    "ExampleSet": "detection",
+    "DetectionDataError": "detection",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from transformers import AttentionInterface
@@ -102,18 +103,29 @@ def _make_wrapper(base: str):
                 if request.item_rows is not None:
                     per_item_mask = isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4
                     for item, rows in enumerate(request.item_rows):
-                        mask = attention_mask[item:item + 1] if per_item_mask else attention_mask
-                        request.on_rows(layer, item, _mean_rows(
-                            module, query[item:item + 1], key[item:item + 1], mask, scale, rows,
-                            request, layer, softcap))
+                        mask = attention_mask[item : item + 1] if per_item_mask else attention_mask
+                        request.on_rows(
+                            layer,
+                            item,
+                            _mean_rows(
+                                module,
+                                query[item : item + 1],
+                                key[item : item + 1],
+                                mask,
+                                scale,
+                                rows,
+                                request,
+                                layer,
+                                softcap,
+                            ),
+                        )
                 elif request.rows is not None:
                     request.results[layer] = _mean_rows(
-                        module, query, key, attention_mask, scale, request.rows, request, layer, softcap)
+                        module, query, key, attention_mask, scale, request.rows, request, layer, softcap
+                    )
             if request.stop_after_layer is not None and layer >= request.stop_after_layer:
                 raise StopForward
-        return ALL_ATTENTION_FUNCTIONS[base](
-            module, query, key, value, attention_mask, scaling=scaling, **kwargs
-        )
+        return ALL_ATTENTION_FUNCTIONS[base](module, query, key, value, attention_mask, scaling=scaling, **kwargs)
 
     return attention
 
@@ -131,8 +143,9 @@ def _mean_rows(module, query, key, attention_mask, scale, rows, request, layer, 
     # A sliding-window cache returns only its last keys: they end at the current position.
     total = request.past_length + query.shape[2]
     key_offset = total - key.shape[2]
-    logits = logits + _row_mask(module, attention_mask, request.past_length, key_offset, key.shape[2],
-                                start, end, q.device)
+    logits = logits + _row_mask(
+        module, attention_mask, request.past_length, key_offset, key.shape[2], start, end, q.device
+    )
     probs = torch.softmax(logits, dim=-1).mean(dim=1)
     if key_offset == 0:
         return probs

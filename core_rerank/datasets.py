@@ -20,25 +20,20 @@ Conventions (see ``docs/results.md``):
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any
+
+from .utils import join_title, open_text
 
 BM25_INSTALL_HINT = 'the BM25 first stage needs bm25s and PyStemmer: pip install "core-rerank[eval]"'
 
 
 # ---------------------------------------------------------------------- readers
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def _jsonl(path: Path) -> Iterable[dict]:
-    with _open_text(path) as handle:
+def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -132,7 +127,7 @@ def load_trec_run(path: str | Path) -> Run:
     path = Path(path)
     rows: dict[str, list[tuple[float, int, str, float]]] = {}
     tag = None
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.split()
             if not parts:
@@ -187,11 +182,10 @@ def bm25_run(
     except ImportError as exc:
         raise ImportError(BM25_INSTALL_HINT) from exc
     doc_ids = list(corpus)
-    texts = [f"{corpus[d].get('title') or ''} {corpus[d].get('text') or ''}".strip() for d in doc_ids]
+    texts = [join_title(corpus[d].get("title"), corpus[d].get("text") or "") for d in doc_ids]
     stemmer = Stemmer.Stemmer("english")
     retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False),
-                    show_progress=False)
+    retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
     qids = list(queries)
     k = min(k, len(doc_ids))
     tokens = bm25s.tokenize([queries[q] for q in qids], stopwords="en", stemmer=stemmer, show_progress=False)
@@ -213,12 +207,12 @@ class EvalData:
 
     data_dir: Path
     split: str
-    queries: dict[str, str]          # judged queries only, in qrels order
+    queries: dict[str, str]  # judged queries only, in qrels order
     qrels: dict[str, dict[str, int]]
     run: Run
     corpus: dict[str, dict[str, str]]
-    run_source: str                  # path of the run file, or "bm25s (built here)"
-    removed_identical: int = 0       # candidates dropped by BEIR's query-id == doc-id rule
+    run_source: str  # path of the run file, or "bm25s (built here)"
+    removed_identical: int = 0  # candidates dropped by BEIR's query-id == doc-id rule
     missing_texts: dict[str, list[str]] = field(default_factory=dict)
 
     def candidates(self, qid: str, depth: int | None) -> list[str]:
@@ -250,16 +244,15 @@ def load_eval_data(
     if absent:
         raise ValueError(f"{len(absent)} judged queries have no text in queries.jsonl (e.g. {absent[:3]})")
     queries = {q: all_queries[q] for q in qrels}
-    run = None
+    run: Run | None = None
     if run_file is not None:
         run = load_trec_run(run_file)
     elif (data_dir / "run.bm25.top100.trec").is_file():
         # The folder's own run is used when it covers this split (SciFact's covers only test).
         run = load_trec_run(data_dir / "run.bm25.top100.trec")
         run_file = data_dir / "run.bm25.top100.trec" if any(q in run.order for q in queries) else None
-    if run_file is not None:
-        corpus = load_corpus(find_corpus_file(data_dir),
-                             doc_ids={d for q in queries for d in run.order.get(q, [])})
+    if run is not None and run_file is not None:  # (a run file given, or the folder's covers the split)
+        corpus = load_corpus(find_corpus_file(data_dir), doc_ids={d for q in queries for d in run.order.get(q, [])})
         source = str(run_file)
     else:
         corpus = load_corpus(find_corpus_file(data_dir))
@@ -277,6 +270,14 @@ def load_eval_data(
         lost = [d for d in docs if d not in corpus]
         if lost:
             missing_texts[qid] = lost
-    return EvalData(data_dir=data_dir, split=split, queries=queries, qrels=qrels, run=run,
-                    corpus=corpus, run_source=source, removed_identical=removed,
-                    missing_texts=missing_texts)
+    return EvalData(
+        data_dir=data_dir,
+        split=split,
+        queries=queries,
+        qrels=qrels,
+        run=run,
+        corpus=corpus,
+        run_source=source,
+        removed_identical=removed,
+        missing_texts=missing_texts,
+    )

@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .utils import text_config
 
 FORMAT = "core-rerank/heads"
 FORMAT_VERSION = 1
 Method = Literal["core", "qr", "icr"]
+METHODS: tuple[str, ...] = ("core", "qr", "icr")
 
 
 class HeadConfigError(ValueError):
@@ -55,7 +59,7 @@ class Provenance(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
     method: str = "core"
     temperature: float | None = None
-    k: int | None = None
+    num_heads: int | None = Field(default=None, validation_alias=AliasChoices("num_heads", "k"))  # "k": older files
     data: str | None = None
     source: str | None = None
 
@@ -63,8 +67,9 @@ class Provenance(BaseModel):
 class HeadConfig(BaseModel):
     """A set of attention heads for one model (or model family).
 
-    ``num_layers_to_keep`` is the number of leading decoder layers to run; ``None`` means
-    ``deepest selected layer + 1``. ``heads`` is empty only for ``method="icr"`` (every head).
+    ``num_layers_to_keep`` is the number of leading decoder layers to build and run; ``None``
+    means as many as the heads need (``deepest selected layer + 1``; every layer for ICR).
+    ``heads`` is empty only for ``method="icr"`` (every head).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -121,13 +126,15 @@ class HeadConfig(BaseModel):
     def deepest_layer(self) -> int | None:
         return max((layer for layer, _ in self.heads), default=None)
 
-    def layers_to_run(self, num_hidden_layers: int) -> int:
-        """How many leading layers the scorer needs on a model with ``num_hidden_layers``."""
+    def num_layers_needed(self, num_hidden_layers: int) -> int:
+        """How many leading layers the scorer needs on a model with ``num_hidden_layers``:
+        the config's ``num_layers_to_keep`` if set, else the deepest selected layer + 1
+        (every layer for ICR)."""
         if self.method == "icr":
             return num_hidden_layers
         if self.num_layers_to_keep is not None:
             return min(self.num_layers_to_keep, num_hidden_layers)
-        return self.deepest_layer + 1
+        return max(layer for layer, _ in self.heads) + 1
 
     def heads_by_layer(self, num_hidden_layers: int, num_attention_heads: int) -> dict[int, list[int]]:
         """Selected heads grouped by layer (every head of every layer for ICR)."""
@@ -145,7 +152,7 @@ class HeadConfig(BaseModel):
         ``config`` is a transformers ``PretrainedConfig`` (its text config is used for
         multimodal models) or anything with the same three attributes.
         """
-        config = getattr(config, "text_config", None) or config
+        config = text_config(config)
         layers = _original_num_layers(config)
         heads = config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
@@ -178,12 +185,12 @@ class HeadConfig(BaseModel):
         data.update(heads=[tuple(h) for h in heads], num_layers_to_keep=None, **changes)
         return HeadConfig(**data)
 
-    def top(self, k: int) -> "HeadConfig":
-        """The first ``k`` heads (heads are stored best first)."""
-        if k < 1:
-            raise HeadConfigError("k must be at least 1")
-        provenance = self.provenance.model_copy(update={"k": min(k, len(self.heads))})
-        return self.with_heads(self.heads[:k], provenance=provenance)
+    def top_heads(self, num_heads: int) -> "HeadConfig":
+        """The first ``num_heads`` heads (heads are stored best first)."""
+        if num_heads < 1:
+            raise HeadConfigError("num_heads must be at least 1")
+        provenance = self.provenance.model_copy(update={"num_heads": min(num_heads, len(self.heads))})
+        return self.with_heads(self.heads[:num_heads], provenance=provenance)
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict[str, Any]:
@@ -230,8 +237,7 @@ class HeadConfig(BaseModel):
         if path.is_file():
             return cls.from_json(path)
         raise HeadConfigError(
-            f"no head config named {text!r}: not a shipped preset ({', '.join(preset_names())}) "
-            "and not a file"
+            f"no head config named {text!r}: not a shipped preset ({', '.join(preset_names())}) and not a file"
         )
 
     # ------------------------------------------------------------------ importers
@@ -239,27 +245,28 @@ class HeadConfig(BaseModel):
     def from_scores(
         cls,
         scores: Mapping[str, float] | str | Path,
-        k: int = 8,
-        max_layers: int | None = None,
+        num_heads: int = 8,
+        num_layers_to_keep: int | None = None,
         **fields: Any,
     ) -> "HeadConfig":
-        """Top-``k`` heads of an official per-head score table (``"layer-head" -> score``).
+        """The best ``num_heads`` heads of a per-head score table (``"layer-head" -> score``).
 
-        ``max_layers`` restricts the choice to layers ``< max_layers`` (pruning-aware
-        selection) and sets ``num_layers_to_keep`` to it.
+        ``num_layers_to_keep`` restricts the choice to layers ``< num_layers_to_keep``
+        (pruning-aware selection) and records it in the config (``None``: any layer, and the
+        config keeps as many layers as its heads need).
         """
-        if not isinstance(scores, Mapping):
-            scores = json.loads(Path(scores).read_text(encoding="utf-8"))
-        if isinstance(scores.get("scores"), Mapping):  # a `core-rerank detect` score table file
-            scores = scores["scores"]
-        table = {parse_layer_head(key): float(value) for key, value in scores.items()}
-        if max_layers is not None:
-            table = {lh: s for lh, s in table.items() if lh[0] < max_layers}
-        ranked = sorted(table, key=lambda lh: (-table[lh], lh))[:k]
+        data: Mapping[str, Any] = (
+            scores if isinstance(scores, Mapping) else json.loads(Path(scores).read_text(encoding="utf-8"))
+        )
+        if isinstance(data.get("scores"), Mapping):  # a `core-rerank detect` score table file
+            data = data["scores"]
+        table = {parse_layer_head(key): float(value) for key, value in data.items()}
+        if num_layers_to_keep is not None:
+            table = {lh: s for lh, s in table.items() if lh[0] < num_layers_to_keep}
+        ranked = sorted(table, key=lambda lh: (-table[lh], lh))[:num_heads]
         if not ranked:
             raise HeadConfigError("the score table has no heads to select")
-        fields.setdefault("num_layers_to_keep", max_layers)
-        return cls(heads=ranked, **fields)
+        return cls(heads=ranked, num_layers_to_keep=num_layers_to_keep, **fields)
 
     @classmethod
     def from_qrhead_string(cls, text: str, **fields: Any) -> "HeadConfig":
@@ -270,13 +277,14 @@ class HeadConfig(BaseModel):
     @classmethod
     def from_vllm_hook(cls, data: Mapping[str, Any] | str | Path, **fields: Any) -> "HeadConfig":
         """IBM vLLM-Hook's CoRe config: ``{"model_info": {"model_id"}, "params": {"important_heads"}}``."""
-        if not isinstance(data, Mapping):
-            data = json.loads(Path(data).read_text(encoding="utf-8"))
+        hook: Mapping[str, Any] = (
+            data if isinstance(data, Mapping) else json.loads(Path(data).read_text(encoding="utf-8"))
+        )
         try:
-            heads = [tuple(pair) for pair in data["params"]["important_heads"]]
+            heads = [tuple(pair) for pair in hook["params"]["important_heads"]]
         except (KeyError, TypeError) as exc:
             raise HeadConfigError("not a vLLM-Hook config: params.important_heads is missing") from exc
-        model_id = (data.get("model_info") or {}).get("model_id")
+        model_id = (hook.get("model_info") or {}).get("model_id")
         fields.setdefault("model_ids", [model_id] if model_id else [])
         fields.setdefault("provenance", Provenance(method="core", source="vLLM-Hook important_heads"))
         return cls(heads=heads, **fields)
@@ -326,16 +334,17 @@ def _original_num_layers(config: Any) -> int:
     return getattr(config, "core_rerank_original_num_hidden_layers", None) or config.num_hidden_layers
 
 
-def _preset_dir():
+def preset_dir() -> Any:
+    """The folder (an importlib resources ``Traversable``) of the shipped head presets."""
     return resources.files("core_rerank") / "heads"
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[: -len(".json")] for p in _preset_dir().iterdir() if p.name.endswith(".json"))
+    return sorted(p.name[: -len(".json")] for p in preset_dir().iterdir() if p.name.endswith(".json"))
 
 
 def _load_preset(name: str) -> HeadConfig:
-    data = json.loads((_preset_dir() / f"{name}.json").read_text(encoding="utf-8"))
+    data = json.loads((preset_dir() / f"{name}.json").read_text(encoding="utf-8"))
     return HeadConfig.from_dict(data)
 
 
@@ -362,3 +371,35 @@ def find_preset(model_id: str, method: Method = "core") -> HeadConfig | None:
             matches.append(config)
     matches.sort(key=lambda c: ("prune" in (c.name or ""), c.name or ""))
     return matches[0] if matches else None
+
+
+def resolve_heads(heads: "str | Path | HeadConfig | None", method: str | None, model_ids: Sequence[str]) -> HeadConfig:
+    """The head config for a model: explicit, a shipped preset, or all heads for ICR.
+
+    ``method=None`` takes the method of ``heads`` (``"core"`` without heads); a method that
+    contradicts the method of the given heads is a ``ValueError``.
+    """
+    if method is not None and method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if heads is not None:
+        config = HeadConfig.load(heads)
+        if method is not None and method != config.method:
+            if method == "icr":
+                raise ValueError("method='icr' uses every head; do not pass heads= with it")
+            raise ValueError(
+                f"method={method!r} contradicts the heads given, which are {config.method!r} heads"
+                f"{f' ({config.name})' if config.name else ''}; pass method={config.method!r} or None"
+            )
+        return config
+    method = method or "core"
+    if method == "icr":
+        return HeadConfig(method="icr", name="icr-all-heads", provenance={"method": "icr"})
+    for model_id in model_ids:
+        preset = find_preset(model_id, method)  # type: ignore[arg-type]
+        if preset is not None:
+            return preset
+    raise HeadConfigError(
+        f"no shipped {method.upper()} heads for {model_ids[0]!r}. Pass heads= (a preset name, "
+        "a JSON file or a HeadConfig), find heads for this model with `core-rerank detect`, "
+        "or use method='icr' (all heads, no head selection)"
+    )

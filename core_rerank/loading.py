@@ -9,17 +9,24 @@ so head configs can still be validated against the full model.
 from __future__ import annotations
 
 import logging
+import operator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import offline_models
+from .head_config import HeadConfig, HeadConfigError
 
 ORIGINAL_LAYERS_ATTR = "core_rerank_original_num_hidden_layers"
 _DTYPES = {
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
 }
 
 
@@ -41,9 +48,7 @@ def resolve_source(model_name_or_path: str, fetch: bool = True) -> ModelSource:
     if offline_models.is_registered(text):
         entry = offline_models.REGISTRY[text.lower()]
         if not offline_models.is_fetched(text) and not fetch:
-            raise FileNotFoundError(
-                f"{text} is not fetched yet: run `core-rerank models fetch {text}`"
-            )
+            raise FileNotFoundError(f"{text} is not fetched yet: run `core-rerank models fetch {text}`")
         path = offline_models.fetch(text)
         return ModelSource(str(path), None, (entry.name, entry.hub_id))
     path = Path(text).expanduser()
@@ -133,3 +138,33 @@ def load_model(
         "loaded %s with %d of %d layers", source.path, model.config.num_hidden_layers, full_num_layers
     )
     return model
+
+
+def num_layers_to_build(num_layers_to_keep: "int | str | None", num_hidden_layers: int, heads: HeadConfig) -> int:
+    """How many leading decoder layers to build for a head config (``heads``).
+
+    ``None``: as many as the heads need (``heads.num_layers_needed``); ``"all"``: every layer
+    (a model that should also generate text); an int: that many, which must keep every
+    selected head.
+    """
+    if num_layers_to_keep is None:
+        return heads.num_layers_needed(num_hidden_layers)
+    if isinstance(num_layers_to_keep, str) and num_layers_to_keep.strip().lower() == "all":
+        return num_hidden_layers
+    try:
+        if isinstance(num_layers_to_keep, (bool, str)):
+            raise TypeError
+        keep = operator.index(num_layers_to_keep)
+    except TypeError:
+        raise ValueError(
+            "num_layers_to_keep must be an int, None (as many layers as the heads need) "
+            f"or 'all' (every layer), got {num_layers_to_keep!r}"
+        ) from None
+    if not 1 <= keep <= num_hidden_layers:
+        raise ValueError(f"num_layers_to_keep must be between 1 and {num_hidden_layers}, got {keep}")
+    if heads.deepest_layer is not None and keep < heads.deepest_layer + 1:
+        raise HeadConfigError(
+            f"num_layers_to_keep={keep} drops layer {heads.deepest_layer}, which holds a "
+            f"selected head; keep at least {heads.deepest_layer + 1} layers"
+        )
+    return keep

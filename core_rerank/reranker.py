@@ -5,25 +5,27 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from .head_config import HeadConfig, HeadConfigError, find_preset
-from .prompt import PreparedPrompt, PromptBuilder, truncate_words
+from .head_config import METHODS, HeadConfig, HeadConfigError, resolve_heads
+from .prompt import PreparedPrompt, PromptBuilder, check_documents, check_query, document_texts, truncate_words
+from .scoring import sum_heads
+from .utils import DEFAULT_MAX_DOC_WORDS, text_config
 from .windows import MARKER_TOKENS, plan_windows
 
-DEFAULT_MAX_DOC_WORDS = 300
+__all__ = ["DEFAULT_MAX_DOC_WORDS", "METHODS", "CoReReranker", "RerankResult", "resolve_heads"]
+
 MAX_LENGTH_CAP = 32768  # default prompt budget: min(model context, this)
-METHODS = ("core", "qr", "icr")
 
 
 @dataclass(frozen=True)
 class RerankResult:
-    """One reranked document. ``index`` is its position in the input list; ``rank`` is 1-based."""
+    """One reranked document. ``index`` is its position in the input list."""
 
     index: int
     score: float
-    rank: int
     text: str
     doc_id: Any = None
 
@@ -45,6 +47,11 @@ class CoReReranker:
         CoReReranker(model=model, tokenizer=tokenizer, heads="llama-3.1-8b-instruct")
 
     A shared, unpruned model still only runs up to the deepest selected layer.
+
+    ``method``: ``"core"``, ``"qr"`` or ``"icr"``; ``None`` takes the method of ``heads`` (or
+    ``"core"`` without heads). A method that contradicts the given heads is a ``ValueError``.
+    ``lock`` is the re-entrant lock held for every forward pass: hold it to run something else
+    on the shared model (e.g. generation) without interleaving with reranking.
     """
 
     def __init__(
@@ -52,7 +59,7 @@ class CoReReranker:
         model: Any,
         tokenizer: Any,
         heads: "str | HeadConfig | None" = None,
-        method: str = "core",
+        method: str | None = None,
         max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS,
         max_length: int | None = None,
         model_id: str | None = None,
@@ -65,25 +72,25 @@ class CoReReranker:
         self.heads = resolve_heads(heads, method, [self.model_id])
         self.method = self.heads.method
         self.heads.validate_for(model.config)
-        text_config = getattr(model.config, "text_config", None) or model.config
-        self._num_layers = text_config.num_hidden_layers
-        needed = self.heads.layers_to_run(self._num_layers)
+        decoder_config = text_config(model.config)
+        self._num_layers = decoder_config.num_hidden_layers
+        needed = self.heads.num_layers_needed(self._num_layers)
         if needed > self._num_layers:
-            raise HeadConfigError(
-                f"the heads need {needed} layers but the loaded model has only {self._num_layers}"
-            )
-        self._heads_by_layer = self.heads.heads_by_layer(needed, text_config.num_attention_heads)
+            raise HeadConfigError(f"the heads need {needed} layers but the loaded model has only {self._num_layers}")
+        self._heads_by_layer = self.heads.heads_by_layer(needed, decoder_config.num_attention_heads)
         self._stop_after = needed - 1
         if max_doc_words is not None and max_doc_words < 1:
             raise ValueError("max_doc_words must be a positive number of words, or None")
         self.max_doc_words = max_doc_words
-        context = getattr(text_config, "max_position_embeddings", None) or MAX_LENGTH_CAP
+        context = getattr(decoder_config, "max_position_embeddings", None) or MAX_LENGTH_CAP
         self.max_length = int(max_length) if max_length else min(context, MAX_LENGTH_CAP)
         self.builder = PromptBuilder(tokenizer, null_query=self.heads.scoring.null_query)
         capture.install(model)
         self._decoder = model.base_model
-        self._cache_arg = "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
-        self._lock = threading.RLock()
+        self._cache_arg = (
+            "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
+        )
+        self.lock = threading.RLock()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -91,8 +98,8 @@ class CoReReranker:
         cls,
         model_name_or_path: str,
         heads: "str | HeadConfig | None" = None,
-        method: str = "core",
-        num_layers_to_keep: "int | str | None" = "auto",
+        method: str | None = None,
+        num_layers_to_keep: "int | str | None" = None,
         device: Any = None,
         dtype: Any = "auto",
         device_map: Any = None,
@@ -110,46 +117,62 @@ class CoReReranker:
         ``model_name_or_path``: a registered offline name (``"smollm2-135m-instruct"``), a hub
         id, a local checkpoint directory or a ``.gguf`` file. ``heads``: a preset name, a JSON
         path or a ``HeadConfig``; ``None`` picks the shipped preset for the model and method.
-        ``num_layers_to_keep``: ``"auto"`` builds only the layers the heads need, an int builds
-        that many, ``None`` builds them all.
+        ``method``: ``None`` takes the heads' method (``"core"`` without heads).
+        ``num_layers_to_keep``: how many leading decoder layers to build. ``None`` builds as
+        many as the heads need (the config's own ``num_layers_to_keep`` if set, else the deepest
+        selected layer + 1; every layer for ICR); ``"all"`` builds every layer (needed to also
+        generate text with the model); an int builds that many.
         """
         from . import loading
 
         source = loading.resolve_source(model_name_or_path)
-        hub = {k: v for k, v in dict(revision=revision, cache_dir=cache_dir,
-                                     trust_remote_code=trust_remote_code).items() if v}
+        hub = {
+            k: v
+            for k, v in dict(revision=revision, cache_dir=cache_dir, trust_remote_code=trust_remote_code).items()
+            if v
+        }
         if local_files_only:
             hub["local_files_only"] = True
         config = loading.load_config(source, **hub)
         head_config = resolve_heads(heads, method, list(source.model_ids))
         head_config.validate_for(config)
-        text_config = getattr(config, "text_config", None) or config
-        full_layers = text_config.num_hidden_layers
-        if num_layers_to_keep == "auto":
-            keep = head_config.layers_to_run(full_layers)
-        elif num_layers_to_keep is None:
-            keep = full_layers
-        else:
-            keep = int(num_layers_to_keep)
-            if not 1 <= keep <= full_layers:
-                raise ValueError(f"num_layers_to_keep must be between 1 and {full_layers}, got {keep}")
-            if head_config.method != "icr" and keep < head_config.deepest_layer + 1:
-                raise HeadConfigError(
-                    f"num_layers_to_keep={keep} drops layer {head_config.deepest_layer}, which holds a "
-                    f"selected head; keep at least {head_config.deepest_layer + 1} layers"
-                )
+        full_layers = text_config(config).num_hidden_layers
+        keep = loading.num_layers_to_build(num_layers_to_keep, full_layers, head_config)
         torch_device = loading.resolve_device(device)
         torch_dtype = loading.resolve_dtype(dtype, torch_device)
         tokenizer = loading.load_tokenizer(source, **hub, **(tokenizer_kwargs or {}))
         model = loading.load_model(
             source, keep, full_layers, torch_device, torch_dtype, device_map, **hub, **(model_kwargs or {})
         )
-        return cls(model, tokenizer, heads=head_config, max_doc_words=max_doc_words,
-                   max_length=max_length, model_id=source.model_ids[0])
+        return cls(
+            model,
+            tokenizer,
+            heads=head_config,
+            method=head_config.method,
+            max_doc_words=max_doc_words,
+            max_length=max_length,
+            model_id=source.model_ids[0],
+        )
 
     @property
     def device(self) -> Any:
         return next(self.model.parameters()).device
+
+    def settings(self) -> dict[str, Any]:
+        """The ``from_pretrained`` arguments that describe this reranker: ``model`` (its model
+        id), ``heads`` (the ``HeadConfig``), ``method``, ``device``, ``dtype``,
+        ``num_layers_to_keep`` (the decoder layers built), ``max_doc_words`` and ``max_length``."""
+        dtype = getattr(self.model, "dtype", None)
+        return {
+            "model": self.model_id,
+            "heads": self.heads,
+            "method": self.method,
+            "device": str(self.device),
+            "dtype": str(dtype).removeprefix("torch.") if dtype is not None else None,
+            "num_layers_to_keep": self._num_layers,
+            "max_doc_words": self.max_doc_words,
+            "max_length": self.max_length,
+        }
 
     # ------------------------------------------------------------------ prompts
     def prepare(self, query: str, documents: Sequence[Any]) -> PreparedPrompt:
@@ -158,8 +181,8 @@ class CoReReranker:
         Documents are cut to ``max_doc_words``. Raises ``ValueError`` if a document is empty
         or the prompt exceeds ``max_length`` (``score`` would split such a list into windows).
         """
-        query = _check_query(query)
-        texts = [truncate_words(t, self.max_doc_words) for t in _document_texts(documents)]
+        query = check_query(query)
+        texts = [truncate_words(t, self.max_doc_words) for t in document_texts(documents)]
         empty = [i for i, t in enumerate(texts) if not t]
         if empty:
             raise ValueError(f"documents {empty} are empty; prepare() needs text in every document")
@@ -196,16 +219,17 @@ class CoReReranker:
         for name, subset in subsets.items():
             if subset is None:
                 continue
-            outside = [tuple(h) for h in subset
-                       if tuple(h)[1] not in self._heads_by_layer.get(tuple(h)[0], ())]
+            outside = [(layer, head) for layer, head in subset if head not in self._heads_by_layer.get(layer, ())]
             if outside or not subset:
-                raise ValueError(f"head subset {name!r}: " + (
-                    f"heads {outside[:5]} are not among this reranker's heads" if outside else "no heads"))
+                raise ValueError(
+                    f"head subset {name!r}: "
+                    + (f"heads {outside[:5]} are not among this reranker's heads" if outside else "no heads")
+                )
         return self._score(query, documents, subsets)
 
     def _score(self, query: str, documents: Sequence[Any], subsets: Mapping[Any, Any]) -> dict[Any, list[float]]:
-        query = _check_query(query)
-        texts = [truncate_words(t, self.max_doc_words) for t in _document_texts(documents)]
+        query = check_query(query)
+        texts = [truncate_words(t, self.max_doc_words) for t in document_texts(documents)]
         scores = {name: [float("-inf")] * len(texts) for name in subsets}
         unique: dict[str, list[int]] = {}
         for index, text in enumerate(texts):
@@ -216,12 +240,10 @@ class CoReReranker:
         keys = list(unique)
         capacity = self.max_length - self.builder.overhead_tokens(query)
         if capacity < MARKER_TOKENS + 16:
-            raise ValueError(
-                f"max_length={self.max_length} leaves no room for documents next to this query"
-            )
+            raise ValueError(f"max_length={self.max_length} leaves no room for documents next to this query")
         slots = self._fit_long_documents(keys, capacity)
         counts = self.builder.count_tokens(slots)
-        with self._lock:
+        with self.lock:
             for window in plan_windows(counts, capacity):
                 prepared = self.builder.prepare(query, [slots[i] for i in window])
                 for name, values in self._score_prepared(prepared, subsets).items():
@@ -236,25 +258,47 @@ class CoReReranker:
         documents: Sequence[Any],
         top_k: int | None = None,
         doc_ids: Sequence[Any] | None = None,
+        score_threshold: float | None = None,
     ) -> list[RerankResult]:
-        """Documents sorted best first (ties keep input order), cut to ``top_k``."""
-        documents = list(_check_documents(documents))
+        """Documents sorted best first (ties keep input order).
+
+        Results scoring below ``score_threshold`` are dropped (an empty document, scored
+        ``-inf``, falls below any threshold), then the list is cut to ``top_k``. Scores are
+        relative within one call, so pick a threshold on your own validation queries.
+        """
+        documents = list(check_documents(documents))
         if doc_ids is not None and len(doc_ids) != len(documents):
             raise ValueError(f"got {len(doc_ids)} doc_ids for {len(documents)} documents")
         if top_k is not None and top_k < 0:
             raise ValueError("top_k must be >= 0 or None")
         scores = self.score(query, documents) if documents else []
         order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
+        if score_threshold is not None:
+            order = [i for i in order if scores[i] >= score_threshold]
         if top_k is not None:
             order = order[:top_k]
-        texts = _document_texts(documents)
+        texts = document_texts(documents)
         return [
-            RerankResult(index=i, score=scores[i], rank=rank, text=texts[i],
-                         doc_id=doc_ids[i] if doc_ids is not None else None)
-            for rank, i in enumerate(order, start=1)
+            RerankResult(index=i, score=scores[i], text=texts[i], doc_id=doc_ids[i] if doc_ids is not None else None)
+            for i in order
         ]
 
-    rank = rerank  # the name sentence-transformers and rerankers users know
+    def rank(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        top_k: int | None = None,
+        return_documents: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Like sentence-transformers' ``CrossEncoder.rank``: ``[{"corpus_id", "score"}]`` best
+        first (with ``"text"`` too when ``return_documents``), cut to ``top_k``."""
+        ranked = []
+        for result in self.rerank(query, documents, top_k=top_k):
+            entry: dict[str, Any] = {"corpus_id": result.index, "score": result.score}
+            if return_documents:
+                entry["text"] = result.text
+            ranked.append(entry)
+        return ranked
 
     def rerank_batch(
         self,
@@ -262,20 +306,34 @@ class CoReReranker:
         documents_per_query: Sequence[Sequence[Any]],
         top_k: int | None = None,
         doc_ids_per_query: Sequence[Sequence[Any]] | None = None,
+        score_threshold: float | None = None,
     ) -> list[list[RerankResult]]:
         """``rerank`` for several queries, each with its own candidate list."""
         if isinstance(queries, str):
             raise TypeError("queries must be a list of strings, not one string")
         if len(queries) != len(documents_per_query):
             raise ValueError(f"got {len(queries)} queries but {len(documents_per_query)} document lists")
-        ids = doc_ids_per_query or [None] * len(queries)
-        with self._lock:
-            return [self.rerank(q, d, top_k=top_k, doc_ids=i) for q, d, i in zip(queries, documents_per_query, ids)]
+        ids: list[Sequence[Any] | None] = [None] * len(queries)
+        if doc_ids_per_query is not None:
+            if len(doc_ids_per_query) != len(queries):
+                raise ValueError(f"got {len(doc_ids_per_query)} doc_ids lists for {len(queries)} queries")
+            ids = list(doc_ids_per_query)
+        with self.lock:
+            return [
+                self.rerank(q, d, top_k=top_k, doc_ids=i, score_threshold=score_threshold)
+                for q, d, i in zip(queries, documents_per_query, ids)
+            ]
 
-    async def arerank(self, query: str, documents: Sequence[Any], top_k: int | None = None,
-                      doc_ids: Sequence[Any] | None = None) -> list[RerankResult]:
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        top_k: int | None = None,
+        doc_ids: Sequence[Any] | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RerankResult]:
         """``rerank`` in a worker thread (the model lock serialises forward passes)."""
-        return await asyncio.to_thread(self.rerank, query, documents, top_k, doc_ids)
+        return await asyncio.to_thread(self.rerank, query, documents, top_k, doc_ids, score_threshold)
 
     async def ascore(self, query: str, documents: Sequence[Any]) -> list[float]:
         return await asyncio.to_thread(self.score, query, documents)
@@ -297,8 +355,8 @@ class CoReReranker:
         """Calibrated per-token scores ``c_j`` (a float64 numpy array over the shared prefix)."""
         import torch
 
-        with self._lock, torch.inference_mode():
-            return _sum_heads(self._calibrated_rows(prepared), None).numpy()
+        with self.lock, torch.inference_mode():
+            return sum_heads(self._calibrated_rows(prepared), None).numpy()
 
     def _score_prepared(self, prepared: PreparedPrompt, subsets: Mapping[Any, Any]) -> dict[Any, list[float]]:
         import torch
@@ -308,9 +366,12 @@ class CoReReranker:
         with torch.inference_mode():
             rows = self._calibrated_rows(prepared)
         outlier_std = self.heads.scoring.outlier_std
-        return {name: document_scores(_sum_heads(rows, self._positions(subset)).numpy(),
-                                      prepared.document_spans, outlier_std)
-                for name, subset in subsets.items()}
+        return {
+            name: document_scores(
+                sum_heads(rows, self._positions(subset)).numpy(), prepared.document_spans, outlier_std
+            )
+            for name, subset in subsets.items()
+        }
 
     def _positions(self, subset: "Sequence[Sequence[int]] | None") -> "dict[int, list[int]] | None":
         """Row positions of a head subset inside each layer's captured rows (None: all rows)."""
@@ -350,8 +411,13 @@ class CoReReranker:
     def _run(self, ids, cache, rows):
         from .capture import CaptureRequest, StopForward, capture
 
-        request = CaptureRequest(self._heads_by_layer, rows, self._stop_after, self.heads.scoring.logit_scale,
-                                 past_length=cache.get_seq_length())
+        request = CaptureRequest(
+            self._heads_by_layer,
+            rows,
+            self._stop_after,
+            self.heads.scoring.logit_scale,
+            past_length=cache.get_seq_length(),
+        )
         with capture(request):
             try:
                 self._decoder(input_ids=ids, use_cache=True, **{self._cache_arg: cache})
@@ -362,68 +428,3 @@ class CoReReranker:
 
 def _shift(span: tuple[int, int], offset: int) -> tuple[int, int]:
     return span[0] - offset, span[1] - offset
-
-
-def _sum_heads(rows, positions):
-    """Sum of the captured rows over layers and heads (``positions``: only those rows), as a
-    float64 CPU tensor."""
-    total = None
-    for layer, values in rows.items():
-        if positions is not None:
-            if layer not in positions:
-                continue
-            values = values[positions[layer]]
-        layer_sum = values.sum(dim=0)
-        total = layer_sum if total is None else total + layer_sum
-    return total.cpu().double()
-
-
-def resolve_heads(heads: "str | HeadConfig | None", method: str, model_ids: Sequence[str]) -> HeadConfig:
-    """The head config for a model: explicit, a preset, or all heads for ICR."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
-    if heads is not None:
-        if method == "icr":
-            raise ValueError("method='icr' uses every head; do not pass heads= with it")
-        return HeadConfig.load(heads)
-    if method == "icr":
-        return HeadConfig(method="icr", name="icr-all-heads", provenance={"method": "icr"})
-    for model_id in model_ids:
-        preset = find_preset(model_id, method)
-        if preset is not None:
-            return preset
-    raise HeadConfigError(
-        f"no shipped {method.upper()} heads for {model_ids[0]!r}. Pass heads= (a preset name, "
-        "a JSON file or a HeadConfig), find heads for this model with `core-rerank detect`, "
-        "or use method='icr' (all heads, no head selection)"
-    )
-
-
-def _check_query(query: Any) -> str:
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise ValueError("query is empty: reranking needs a query with some text")
-    return " ".join(query.split())
-
-
-def _check_documents(documents: Any) -> Sequence[Any]:
-    if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
-        raise TypeError("documents must be a list of strings (or of {'text', 'title'} mappings)")
-    return documents
-
-
-def _document_texts(documents: Sequence[Any]) -> list[str]:
-    texts = []
-    for index, doc in enumerate(_check_documents(documents)):
-        if isinstance(doc, str):
-            texts.append(doc)
-        elif isinstance(doc, Mapping) and isinstance(doc.get("text"), str):
-            title = doc.get("title") or ""
-            texts.append(f"{title} {doc['text']}".strip() if isinstance(title, str) else doc["text"])
-        else:
-            raise TypeError(
-                f"document {index} is a {type(doc).__name__}; documents must be strings "
-                "(or mappings with a 'text' string and an optional 'title')"
-            )
-    return texts

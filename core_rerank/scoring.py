@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -24,3 +25,19 @@ def document_scores(
         scores.append(float(values.sum()))
     return scores
 
+
+def sum_heads(rows: Mapping[int, Any], positions: Mapping[int, Sequence[int]] | None = None) -> Any:
+    """Sum of captured attention rows over layers and heads, as a float64 CPU tensor.
+
+    ``rows`` maps a layer to its ``[heads, context]`` tensor; ``positions`` (optional) keeps
+    only those rows of each layer, and skips layers it does not name.
+    """
+    total: Any = None
+    for layer, values in rows.items():
+        if positions is not None:
+            if layer not in positions:
+                continue
+            values = values[positions[layer]]
+        layer_sum = values.sum(dim=0)
+        total = layer_sum if total is None else total + layer_sum
+    return total.cpu().double()

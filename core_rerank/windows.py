@@ -11,7 +11,7 @@ Inside a window, documents keep their first-stage order.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 # Tokens a document costs beyond its own text: "[document 123] " and the blank line after it.
 MARKER_TOKENS = 8

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+import qa_common as common
 from langchain_community.retrievers import BM25Retriever
 from langchain_core.documents import Document
 from langchain_core.output_parsers import StrOutputParser
@@ -12,15 +14,15 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
-import qa_common as common
-
 _ROLES = {"human": "user", "ai": "assistant", "system": "system"}
 
 
 def documents() -> list[Document]:
     """One Document per passage; the title leads the text, so BM25 and the reranker see it."""
-    return [Document(page_content=f"{p['title']}\n{p['text']}", metadata={"title": p["title"]}, id=p["id"])
-            for p in common.load_corpus()]
+    return [
+        Document(page_content=f"{p['title']}\n{p['text']}", metadata={"title": p["title"]}, id=p["id"])
+        for p in common.load_corpus()
+    ]
 
 
 def _tokens(text: str) -> list[str]:
@@ -42,10 +44,12 @@ def local_chat_model(model: Any, tokenizer: Any, max_new_tokens: int = 48) -> Ru
     return RunnableLambda(run, name="LocalSmolLM2")
 
 
-PROMPT = ChatPromptTemplate.from_messages([
-    ("system", common.SYSTEM_PROMPT),
-    ("human", "Passages:\n{context}\n\nQuestion: {question}?\nAnswer:"),
-])
+PROMPT = ChatPromptTemplate.from_messages(
+    [
+        ("system", common.SYSTEM_PROMPT),
+        ("human", "Passages:\n{context}\n\nQuestion: {question}?\nAnswer:"),
+    ]
+)
 
 
 def format_docs(docs: Sequence[Document]) -> str:
@@ -56,17 +60,30 @@ def answer_chain(llm: Runnable) -> Runnable:
     """{"docs", "question"} -> answer string (LCEL)."""
     return (
         RunnableLambda(lambda x: {"context": format_docs(x["docs"]), "question": x["question"]})
-        | PROMPT | llm | StrOutputParser()
+        | PROMPT
+        | llm
+        | StrOutputParser()
     )
 
 
-def show(number: int, item: dict, retrieved: Sequence[Document], reranked: Sequence[Document],
-         answer: str, top_k: int, top_n: int, summary: common.Summary) -> None:
+def show(
+    number: int,
+    item: dict,
+    retrieved: Sequence[Document],
+    reranked: Sequence[Document],
+    answer: str,
+    top_k: int,
+    top_n: int,
+    summary: common.Summary,
+) -> None:
     common.show_question(number, item)
-    common.show_ranking(f"BM25 order (top {top_k})",
-                        [(d.id, d.metadata["title"], None) for d in retrieved], item["gold_ids"])
-    common.show_ranking(f"CoReRerank order (top {top_n}, relevance_score)",
-                        [(d.id, d.metadata["title"], d.metadata["relevance_score"]) for d in reranked],
-                        item["gold_ids"])
+    common.show_ranking(
+        f"BM25 order (top {top_k})", [(d.id, d.metadata["title"], None) for d in retrieved], item["gold_ids"]
+    )
+    common.show_ranking(
+        f"CoReRerank order (top {top_n}, relevance_score)",
+        [(d.id, d.metadata["title"], d.metadata["relevance_score"]) for d in reranked],
+        item["gold_ids"],
+    )
     print(f"  Answer: {answer.strip()}")
     summary.add([d.id for d in retrieved], [d.id for d in reranked], item["gold_ids"])

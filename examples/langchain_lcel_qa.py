@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 
-from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
-from langchain_core_rerank import CoReRerank
-
-import qa_common as common
 import langchain_common as lc
+import qa_common as common
+from langchain_core.runnables import RunnableLambda, RunnableParallel, RunnablePassthrough
+
+from langchain_core_rerank import CoReRerank
 
 
 async def amain(argv=None) -> None:
@@ -23,7 +23,7 @@ async def amain(argv=None) -> None:
     reranker = common.load_announced(args)
 
     bm25 = lc.bm25_retriever(k=args.top_k)
-    compressor = CoReRerank(reranker=reranker, top_n=args.top_n)
+    compressor = CoReRerank.from_reranker(reranker, top_n=args.top_n)
 
     async def rerank(x: dict) -> list:
         return list(await compressor.acompress_documents(x["retrieved"], x["question"]))
@@ -38,8 +38,7 @@ async def amain(argv=None) -> None:
     summary = common.Summary(args.top_n)
     for number, item in enumerate(common.load_questions(args.questions), start=1):
         result = await chain.ainvoke(item["question"])
-        lc.show(number, item, result["retrieved"], result["docs"], result["answer"],
-                args.top_k, args.top_n, summary)
+        lc.show(number, item, result["retrieved"], result["docs"], result["answer"], args.top_k, args.top_n, summary)
     summary.show()
 
 

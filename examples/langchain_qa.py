@@ -10,13 +10,12 @@ examples/data; one loaded model reranks and answers. Needs ``pip install "core-r
 
 from __future__ import annotations
 
-
+import langchain_common as lc
+import qa_common as common
 from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.runnables import RunnableParallel, RunnablePassthrough
-from langchain_core_rerank import CoReRerank
 
-import qa_common as common
-import langchain_common as lc
+from langchain_core_rerank import CoReRerank
 
 
 def main(argv=None) -> None:
@@ -25,7 +24,7 @@ def main(argv=None) -> None:
 
     bm25 = lc.bm25_retriever(k=args.top_k)
     retriever = ContextualCompressionRetriever(
-        base_compressor=CoReRerank(reranker=reranker, top_n=args.top_n), base_retriever=bm25
+        base_compressor=CoReRerank.from_reranker(reranker, top_n=args.top_n), base_retriever=bm25
     )
     llm = lc.local_chat_model(reranker.model, reranker.tokenizer, args.max_new_tokens)
     # question -> {"docs": reranked documents, "question"} -> + "answer"

@@ -10,7 +10,7 @@ answering. Needs ``pip install "core-rerank[examples]"``.
 
 from __future__ import annotations
 
-
+import qa_common as common
 from llama_index.core import Settings
 from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.embeddings import MockEmbedding
@@ -19,14 +19,14 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import TextNode
 from llama_index.postprocessor.core_rerank import CoReRerank
 from llama_index.retrievers.bm25 import BM25Retriever
-
-import qa_common as common
 from local_llm import LocalLLM
 
-QA_TEMPLATE = ChatPromptTemplate([
-    ChatMessage(role="system", content=common.SYSTEM_PROMPT),
-    ChatMessage(role="user", content="Passages:\n{context_str}\n\nQuestion: {query_str}?\nAnswer:"),
-])
+QA_TEMPLATE = ChatPromptTemplate(
+    [
+        ChatMessage(role="system", content=common.SYSTEM_PROMPT),
+        ChatMessage(role="user", content="Passages:\n{context_str}\n\nQuestion: {query_str}?\nAnswer:"),
+    ]
+)
 
 
 def build_engine(reranker, top_k: int = 10, top_n: int = 3, max_new_tokens: int = 48):
@@ -36,7 +36,7 @@ def build_engine(reranker, top_k: int = 10, top_n: int = 3, max_new_tokens: int 
     Settings.embed_model = MockEmbedding(embed_dim=8)  # BM25 needs no embeddings
     nodes = [TextNode(id_=p["id"], text=p["text"], metadata={"title": p["title"]}) for p in common.load_corpus()]
     retriever = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=top_k)
-    postprocessor = CoReRerank(reranker=reranker, top_n=top_n)
+    postprocessor = CoReRerank.from_reranker(reranker, top_n=top_n)
     engine = RetrieverQueryEngine.from_args(
         retriever, llm=llm, node_postprocessors=[postprocessor], text_qa_template=QA_TEMPLATE
     )
@@ -54,10 +54,16 @@ def main(argv=None) -> None:
         retrieved = retriever.retrieve(item["question"])
         response = engine.query(item["question"])
         reranked = response.source_nodes
-        common.show_ranking(f"BM25 order (top {args.top_k})",
-                            [(n.node.node_id, n.node.metadata["title"], n.score) for n in retrieved], item["gold_ids"])
-        common.show_ranking(f"CoReRerank order (top {args.top_n}, CoRe scores)",
-                            [(n.node.node_id, n.node.metadata["title"], n.score) for n in reranked], item["gold_ids"])
+        common.show_ranking(
+            f"BM25 order (top {args.top_k})",
+            [(n.node.node_id, n.node.metadata["title"], n.score) for n in retrieved],
+            item["gold_ids"],
+        )
+        common.show_ranking(
+            f"CoReRerank order (top {args.top_n}, CoRe scores)",
+            [(n.node.node_id, n.node.metadata["title"], n.score) for n in reranked],
+            item["gold_ids"],
+        )
         print(f"  Answer: {str(response).strip()}")
         summary.add([n.node.node_id for n in retrieved], [n.node.node_id for n in reranked], item["gold_ids"])
     summary.show()

@@ -3,13 +3,14 @@
 It takes an already-loaded model and tokenizer, so the reranker and the answer generator share
 one copy of the weights::
 
-    reranker = CoReReranker.from_pretrained("smollm2-135m-instruct", num_layers_to_keep=None)
+    reranker = CoReReranker.from_pretrained("smollm2-135m-instruct", num_layers_to_keep="all")
     llm = LocalLLM(model=reranker.model, tokenizer=reranker.tokenizer)
 """
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms import (
@@ -21,7 +22,6 @@ from llama_index.core.llms import (
     LLMMetadata,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-
 from qa_common import generate
 
 
@@ -48,8 +48,12 @@ class LocalLLM(CustomLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return LLMMetadata(context_window=self.context_window, num_output=self.max_new_tokens,
-                           model_name=self.model_name, is_chat_model=True)
+        return LLMMetadata(
+            context_window=self.context_window,
+            num_output=self.max_new_tokens,
+            model_name=self.model_name,
+            is_chat_model=True,
+        )
 
     def _generate(self, messages: Sequence[dict]) -> str:
         return generate(self._model, self._tokenizer, messages, self.max_new_tokens)

@@ -1,7 +1,7 @@
 """Framework-free helpers shared by the example QA apps: data, the shared model, generation.
 
 One model serves everything: ``load_reranker`` loads SmolLM2-135M-Instruct *in full*
-(``num_layers_to_keep=None``) so that the same weights rerank (the reranker still stops after
+(``num_layers_to_keep="all"``) so that the same weights rerank (the reranker still stops after
 the deepest head's layer) and generate answers (``reranker.model.generate``).
 """
 
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
+
+from core_rerank.utils import DEFAULT_MODEL
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "nq_slice"
-DEFAULT_MODEL = "smollm2-135m-instruct"
 SYSTEM_PROMPT = (
     "You answer questions using the passages you are given. "
     "Reply with a short answer of a few words, taken from the passages."
@@ -33,16 +35,18 @@ def load_questions(limit: int | None = None) -> list[dict]:
     return questions[:limit] if limit else questions
 
 
-def load_reranker(model: str = DEFAULT_MODEL, method: str = "core", heads: str | None = None,
-                  device: str | None = None) -> Any:
+def load_reranker(
+    model: str = DEFAULT_MODEL, method: str | None = None, heads: str | None = None, device: str | None = None
+) -> Any:
     """Load the model once, in full, so it can both rerank and generate."""
-    from core_rerank import CoReReranker, HeadConfigError
+    from core_rerank import CoReReranker
 
     try:
-        return CoReReranker.from_pretrained(model, method=method, heads=heads, device=device,
-                                            num_layers_to_keep=None)
-    except HeadConfigError as error:
-        raise SystemExit(f"{error}\n(for these examples: add --method icr, or --method qr if a QR preset exists)")
+        return CoReReranker.from_pretrained(model, method=method, heads=heads, device=device, num_layers_to_keep="all")
+    except ValueError as error:  # no heads for this model, or a method that contradicts --heads
+        raise SystemExit(
+            f"{error}\n(for these examples: add --method icr, or --method qr if a QR preset exists)"
+        ) from None
 
 
 def parse_arguments(description: str, argv=None):
@@ -52,7 +56,7 @@ def parse_arguments(description: str, argv=None):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--questions", type=int, default=5, help="how many questions to ask")
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument("--method", default="core", choices=["core", "qr", "icr"])
+    parser.add_argument("--method", choices=["core", "qr", "icr"], help="default: the method of --heads, else core")
     parser.add_argument("--heads", help="head preset name or head-config JSON (default: the model's preset)")
     parser.add_argument("--top-k", type=int, default=10, help="BM25 candidates")
     parser.add_argument("--top-n", type=int, default=3, help="passages kept for the answer")
@@ -64,8 +68,10 @@ def load_announced(args) -> Any:
     """``load_reranker`` for the parsed options, saying what was loaded and how fast."""
     started = time.perf_counter()
     reranker = load_reranker(args.model, method=args.method, heads=args.heads)
-    print(f"Loaded {reranker.model_id} (heads: {reranker.heads.name or reranker.method}) "
-          f"in {time.perf_counter() - started:.1f} s; one model reranks and answers.")
+    print(
+        f"Loaded {reranker.model_id} (heads: {reranker.heads.name or reranker.method}) "
+        f"in {time.perf_counter() - started:.1f} s; one model reranks and answers."
+    )
     return reranker
 
 
@@ -73,14 +79,22 @@ def generate(model: Any, tokenizer: Any, messages: Sequence[dict], max_new_token
     """Greedy chat completion with a Hugging Face causal LM (the reranker's own model)."""
     import torch
 
-    encoded = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
+    encoded = tokenizer.apply_chat_template(
+        list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     encoded = {key: value.to(model.device) for key, value in encoded.items()}
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     with torch.inference_mode():
-        output = model.generate(**encoded, max_new_tokens=max_new_tokens, do_sample=False,
-                                temperature=None, top_p=None, top_k=None, pad_token_id=pad)
-    return tokenizer.decode(output[0, encoded["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        output = model.generate(
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+            pad_token_id=pad,
+        )
+    return tokenizer.decode(output[0, encoded["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 def answer_messages(question: str, passages: Iterable[str]) -> list[dict]:
@@ -127,5 +141,7 @@ class Summary:
 
     def show(self) -> None:
         seconds = time.perf_counter() - self.started
-        print(f"\nGold passage in the top {self.cut}: BM25 {self.before}/{self.total}, "
-              f"after CoRe reranking {self.after}/{self.total} ({seconds:.1f} s for {self.total} questions)")
+        print(
+            f"\nGold passage in the top {self.cut}: BM25 {self.before}/{self.total}, "
+            f"after CoRe reranking {self.after}/{self.total} ({seconds:.1f} s for {self.total} questions)"
+        )

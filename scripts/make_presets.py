@@ -20,22 +20,41 @@ PAPER = "CoRe, arXiv 2510.02219 (official release)"
 
 # name, official file stem, temperature, model ids, architecture, scoring overrides
 MODELS = [
-    ("llama-3.1-8b-instruct", "llama_core_temp0.1", 0.1,
-     ["meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3.1-8B-Instruct"],
-     Architecture(num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8), {}),
-    ("mistral-7b-instruct", "mistral_core_temp0.001", 0.001,
-     # IBM's vLLM-Hook uses the same top-8 for v0.3.
-     ["mistralai/Mistral-7B-Instruct-v0.2", "mistralai/Mistral-7B-Instruct-v0.3"],
-     Architecture(num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8), {}),
-    ("granite-3.2-8b-instruct", "granite_core_temp0.001", 0.001,
-     ["ibm-granite/granite-3.2-8b-instruct"],
-     Architecture(num_hidden_layers=40, num_attention_heads=32, num_key_value_heads=8),
-     # The official code found these heads with 1/sqrt(head_dim) logits instead of Granite's
-     # own attention multiplier (1/128); scoring with the same scale reproduces the paper.
-     {"logit_scale": 128 ** -0.5}),
-    ("phi-4", "phi_core_temp0.1", 0.1,
-     ["microsoft/phi-4"],
-     Architecture(num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=10), {}),
+    (
+        "llama-3.1-8b-instruct",
+        "llama_core_temp0.1",
+        0.1,
+        ["meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Meta-Llama-3.1-8B-Instruct"],
+        Architecture(num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8),
+        {},
+    ),
+    (
+        "mistral-7b-instruct",
+        "mistral_core_temp0.001",
+        0.001,
+        # IBM's vLLM-Hook uses the same top-8 for v0.3.
+        ["mistralai/Mistral-7B-Instruct-v0.2", "mistralai/Mistral-7B-Instruct-v0.3"],
+        Architecture(num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8),
+        {},
+    ),
+    (
+        "granite-3.2-8b-instruct",
+        "granite_core_temp0.001",
+        0.001,
+        ["ibm-granite/granite-3.2-8b-instruct"],
+        Architecture(num_hidden_layers=40, num_attention_heads=32, num_key_value_heads=8),
+        # The official code found these heads with 1/sqrt(head_dim) logits instead of Granite's
+        # own attention multiplier (1/128); scoring with the same scale reproduces the paper.
+        {"logit_scale": 128**-0.5},
+    ),
+    (
+        "phi-4",
+        "phi_core_temp0.1",
+        0.1,
+        ["microsoft/phi-4"],
+        Architecture(num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=10),
+        {},
+    ),
 ]
 
 QRHEAD_LLAMA = {
@@ -58,19 +77,30 @@ def build(reference: Path) -> dict[str, HeadConfig]:
             kept = None if prune == "0.0" else round(arch.num_hidden_layers * (1 - float(prune)))
             preset = name if prune == "0.0" else f"{name}-prune{prune}"
             presets[preset] = HeadConfig.from_scores(
-                path, k=8, max_layers=kept,
-                name=preset, model_ids=model_ids, architecture=arch, method="core",
+                path,
+                num_heads=8,
+                num_layers_to_keep=kept,
+                name=preset,
+                model_ids=model_ids,
+                architecture=arch,
+                method="core",
                 scoring=ScoringSettings(**scoring),
-                provenance=Provenance(method="core", temperature=temperature, k=8,
-                                      data="Natural Questions (paper setting)",
-                                      source=f"{PAPER}: {path.name}"),
+                provenance=Provenance(
+                    method="core",
+                    temperature=temperature,
+                    k=8,
+                    data="Natural Questions (paper setting)",
+                    source=f"{PAPER}: {path.name}",
+                ),
             )
     llama = MODELS[0]
     for preset, (heads, data) in QRHEAD_LLAMA.items():
         presets[preset] = HeadConfig.from_qrhead_string(
-            heads, name=preset, model_ids=llama[3], architecture=llama[4],
-            provenance=Provenance(method="qr", k=16, data=data,
-                                  source="QRHead (EMNLP 2025), published attn_head_set"),
+            heads,
+            name=preset,
+            model_ids=llama[3],
+            architecture=llama[4],
+            provenance=Provenance(method="qr", k=16, data=data, source="QRHead (EMNLP 2025), published attn_head_set"),
         )
     return presets
 

@@ -11,7 +11,7 @@ import functools
 
 import pytest
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
+from core_rerank.utils import DEFAULT_MODEL
 
 
 @pytest.fixture(scope="session")
@@ -28,8 +28,9 @@ def make_reranker(smollm2_dir):
 
     @functools.lru_cache(maxsize=8)
     def build(method="core", heads=None, **kwargs):
-        return CoReReranker.from_pretrained(DEFAULT_MODEL, method=method, heads=heads, device="cpu",
-                                            dtype="float32", **kwargs)
+        return CoReReranker.from_pretrained(
+            DEFAULT_MODEL, method=method, heads=heads, device="cpu", dtype="float32", **kwargs
+        )
 
     def factory(method="core", heads=None, **kwargs):
         return build(method, heads, **kwargs)

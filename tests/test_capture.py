@@ -3,19 +3,38 @@ architectures (GQA, sliding windows, custom attention scaling, KV-cache reuse, e
 
 import copy
 
+import naive_reference
 import pytest
 import torch
-from transformers import (AutoTokenizer, Gemma3TextConfig, Gemma3ForCausalLM, GraniteConfig, GraniteForCausalLM,
-                          LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+from transformers import (
+    AutoTokenizer,
+    Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GraniteConfig,
+    GraniteForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
-import naive_reference
 from core_rerank import CoReReranker, HeadConfig
 
-DOCS = ["The moon pulls the oceans and makes tides.", "Bananas are yellow fruit.",
-        "Tides rise and fall twice a day because of gravity.", "Paris is in France."]
+DOCS = [
+    "The moon pulls the oceans and makes tides.",
+    "Bananas are yellow fruit.",
+    "Tides rise and fall twice a day because of gravity.",
+    "Paris is in France.",
+]
 QUERY = "what causes tides?"
-SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
-             num_key_value_heads=2, max_position_embeddings=4096)
+SMALL = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=4096,
+)
 
 
 def _tiny(kind, vocab):
@@ -27,8 +46,14 @@ def _tiny(kind, vocab):
     if kind == "granite":  # attention_multiplier replaces 1/sqrt(d)
         return GraniteForCausalLM(GraniteConfig(vocab_size=vocab, attention_multiplier=0.05, **SMALL))
     if kind == "gemma3":  # sliding-window layers (window 16) and query_pre_attn_scalar scaling
-        config = Gemma3TextConfig(vocab_size=vocab, head_dim=16, sliding_window=16, query_pre_attn_scalar=24,
-                                  layer_types=["sliding_attention", "full_attention"] * 2, **SMALL)
+        config = Gemma3TextConfig(
+            vocab_size=vocab,
+            head_dim=16,
+            sliding_window=16,
+            query_pre_attn_scalar=24,
+            layer_types=["sliding_attention", "full_attention"] * 2,
+            **SMALL,
+        )
         return Gemma3ForCausalLM(config)
     raise ValueError(kind)
 
@@ -60,7 +85,9 @@ def test_shared_full_model_stops_after_the_deepest_head(tokenizer):
     model = _tiny("llama", len(tokenizer)).float().eval()
     reranker = CoReReranker(model, tokenizer, heads=HeadConfig(heads=[(1, 0)]))
     ran = []
-    hooks = [layer.register_forward_hook(lambda m, i, o, n=n: ran.append(n)) for n, layer in enumerate(model.model.layers)]
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o, n=n: ran.append(n)) for n, layer in enumerate(model.model.layers)
+    ]
     reranker.score(QUERY, DOCS)
     for hook in hooks:
         hook.remove()
@@ -70,8 +97,10 @@ def test_shared_full_model_stops_after_the_deepest_head(tokenizer):
     ids = torch.tensor([tokenizer("hello")["input_ids"]])
     reference = copy.deepcopy(model)
     reference.set_attn_implementation("sdpa")
-    assert torch.equal(model.generate(ids, max_new_tokens=5, do_sample=False),
-                       reference.generate(ids, max_new_tokens=5, do_sample=False))
+    assert torch.equal(
+        model.generate(ids, max_new_tokens=5, do_sample=False),
+        reference.generate(ids, max_new_tokens=5, do_sample=False),
+    )
 
 
 def test_logit_scale_override_changes_the_softmax_temperature(tokenizer):
@@ -83,6 +112,9 @@ def test_logit_scale_override_changes_the_softmax_temperature(tokenizer):
     assert base.score(QUERY, DOCS) != scaled.score(QUERY, DOCS)
     prepared = scaled.prepare(QUERY, DOCS)
     tokens = scaled.token_scores(prepared)
-    uniform = lambda span: sum(1.0 / (t + 1) for t in range(*span)) / (span[1] - span[0])
+
+    def uniform(span):
+        return sum(1.0 / (t + 1) for t in range(*span)) / (span[1] - span[0])
+
     expected = uniform(prepared.query_span) - uniform(prepared.null_query_span)
     assert float(tokens[0]) == pytest.approx(expected, rel=1e-4)

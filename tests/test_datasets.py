@@ -21,8 +21,11 @@ def test_scifact_slice_loads_with_run_order_and_texts():
     for qid in data.queries:
         docs = data.candidates(qid, None)
         assert len(docs) == 20
-        ranks = [float(line.split()[3]) for line in (SLICE / "run.bm25.top100.trec").read_text().splitlines()
-                 if line.split()[0] == qid]
+        ranks = [
+            float(line.split()[3])
+            for line in (SLICE / "run.bm25.top100.trec").read_text().splitlines()
+            if line.split()[0] == qid
+        ]
         assert ranks == sorted(ranks)
         assert all(d in data.corpus and data.corpus[d]["text"] for d in docs)
     assert data.candidates("3", 5) == data.candidates("3", None)[:5]
@@ -69,8 +72,12 @@ def _folder(tmp_path, run_lines, qrels_lines, gz=False):
 
 
 def test_identical_ids_removed_missing_candidates_and_texts_reported(tmp_path):
-    folder = _folder(tmp_path, ["q1 Q0 q1 1 9 t\n", "q1 Q0 d1 2 8 t\n", "q1 Q0 nodoc 3 7 t\n"],
-                     ["q1\td1\t1\n", "q2\td2\t1\n"], gz=True)
+    folder = _folder(
+        tmp_path,
+        ["q1 Q0 q1 1 9 t\n", "q1 Q0 d1 2 8 t\n", "q1 Q0 nodoc 3 7 t\n"],
+        ["q1\td1\t1\n", "q2\td2\t1\n"],
+        gz=True,
+    )
     data = load_eval_data(folder)
     assert data.candidates("q1", None) == ["d1", "nodoc"]  # BEIR: doc id == query id is ignored
     assert data.removed_identical == 1

@@ -11,19 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core_rerank.detection_data import (
-    DetectionDataError,
-    Example,
-    beir_examples,
-    positive_slots,
-    read_jsonl_examples,
-)
+from core_rerank.detection import DetectionDataError, Example, beir_examples, read_jsonl_examples
+from core_rerank.detection.data import positive_slots
 
 DATA = Path(__file__).parent / "data" / "nq_detection_20.jsonl.gz"
 
 # ---------------------------------------------------------------------- a tiny model with planted heads
-WORDS = ("river stone garden window market winter harbor candle forest letter bridge mountain "
-         "kettle lantern meadow violin copper velvet orchard island").split()
+WORDS = (
+    "river stone garden window market winter harbor candle forest letter bridge mountain "
+    "kettle lantern meadow violin copper velvet orchard island"
+).split()
 SINGLE = 0  # layer of the planted heads
 STRONG, SELECTIVE, FLOOD = 0, 1, 2  # query heads 0, 1 (KV head 0) and 2 (KV head 1)
 
@@ -41,8 +38,9 @@ def _tiny_examples(count: int = 6, negatives: int = 7, seed: int = 1) -> list[Ex
     out = []
     for i in range(count):
         query = "which paragraph mentions the " + " ".join(rng.choice(WORDS) for _ in range(3))
-        out.append(Example(query, _sentence(rng, "zebra"),
-                           tuple(_sentence(rng, None) for _ in range(negatives)), id=str(i)))
+        out.append(
+            Example(query, _sentence(rng, "zebra"), tuple(_sentence(rng, None) for _ in range(negatives)), id=str(i))
+        )
     return out
 
 
@@ -65,10 +63,18 @@ def tiny(smollm2_dir):
     zebra, giraffe = (tokenizer(w, add_special_tokens=False)["input_ids"] for w in (" zebra", " giraffe"))
     assert len(zebra) == 1 and len(giraffe) == 1
     sink = tokenizer.convert_tokens_to_ids("<|im_start|>")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e12},
-                         tie_word_embeddings=True, attn_implementation="sdpa")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e12},
+        tie_word_embeddings=True,
+        attn_implementation="sdpa",
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
     d = config.hidden_size // config.num_attention_heads
@@ -107,18 +113,30 @@ def tiny_table(tiny):
     from core_rerank import detect_heads
 
     model, tokenizer = tiny
-    return detect_heads((model, tokenizer), _tiny_examples(), method="core", temperature=[0.1, 0.01],
-                        positions=3, progress=False, qr_calibration=True, batch_size=3)
+    return detect_heads(
+        (model, tokenizer),
+        _tiny_examples(),
+        method="core",
+        temperature=[0.1, 0.01],
+        positions=3,
+        progress=False,
+        qr_calibration=True,
+        batch_size=3,
+    )
 
 
 def test_planted_head_ranks_first_under_core(tiny_table):
     assert tiny_table.ranking()[0] == (SINGLE, STRONG)
     assert tiny_table.values()[SINGLE, STRONG] > 0.95
     # Heads that were not planted sit near chance (1 of 8 documents).
-    others = [tiny_table.values()[l, h] for l in range(2) for h in range(4) if (l, h) != (SINGLE, STRONG)
-              and (l, h) != (SINGLE, SELECTIVE) and (l, h) != (SINGLE, FLOOD)]
+    others = [
+        tiny_table.values()[l, h]
+        for l in range(2)
+        for h in range(4)
+        if (l, h) != (SINGLE, STRONG) and (l, h) != (SINGLE, SELECTIVE) and (l, h) != (SINGLE, FLOOD)
+    ]
     assert max(others) < 0.5
-    config = tiny_table.top_k(1)
+    config = tiny_table.top_heads(1)
     assert config.heads == [(SINGLE, STRONG)] and config.method == "core"
     assert tiny_table.num_prompts == 6 * 3
 
@@ -135,8 +153,8 @@ def test_flooding_head_separates_qr_from_core(tiny_table):
     qr_rank, core_rank = tiny_table.ranking("qr"), tiny_table.ranking("core", 0.1)
     assert qr_rank.index(flood) < qr_rank.index(selective)
     assert core_rank.index(selective) < core_rank.index(flood)
-    assert tiny_table.top_k(2, method="qr").heads == [(SINGLE, STRONG), flood]
-    assert tiny_table.top_k(2, method="core").heads == [(SINGLE, STRONG), selective]
+    assert tiny_table.top_heads(2, method="qr").heads == [(SINGLE, STRONG), flood]
+    assert tiny_table.top_heads(2, method="core").heads == [(SINGLE, STRONG), selective]
 
 
 def test_calibrated_qr_removes_query_independent_heads(tiny_table):
@@ -149,8 +167,9 @@ def test_calibrated_qr_removes_query_independent_heads(tiny_table):
 def test_batched_detection_matches_one_prompt_at_a_time(tiny, tiny_table):
     from core_rerank import detect_heads
 
-    single = detect_heads(tiny, _tiny_examples(), temperature=[0.1, 0.01], positions=3, progress=False,
-                          qr_calibration=True, batch_size=1)
+    single = detect_heads(
+        tiny, _tiny_examples(), temperature=[0.1, 0.01], positions=3, progress=False, qr_calibration=True, batch_size=1
+    )
     for key in ("core@0.1", "core@0.01", "qr", "qr_calibrated"):
         np.testing.assert_allclose(single.scores[key], tiny_table.scores[key], atol=1e-5)
 
@@ -166,35 +185,35 @@ def test_table_files_and_configs(tiny_table, tmp_path):
     np.testing.assert_allclose(loaded.values("qr"), tiny_table.values("qr"), atol=1e-7)
     # The "scores" member is the official layout, which HeadConfig's converter reads.
     data = json.loads(path.read_text())
-    assert HeadConfig.from_scores(data["scores"], k=3).heads == tiny_table.top_k(3).heads
+    assert HeadConfig.from_scores(data["scores"], num_heads=3).heads == tiny_table.top_heads(3).heads
     official = tmp_path / "official.json"
     tiny_table.to_official_json(official, method="qr")
-    assert HeadConfig.from_scores(official, k=2).heads == tiny_table.top_k(2, method="qr").heads
+    assert HeadConfig.from_scores(official, num_heads=2).heads == tiny_table.top_heads(2, method="qr").heads
     from_official = HeadScoreTable.from_json(official)
     assert from_official.ranking()[:2] == tiny_table.ranking("qr")[:2]
-    assert from_official.top_k(2).heads == tiny_table.top_k(2, method="qr").heads
+    assert from_official.top_heads(2).heads == tiny_table.top_heads(2, method="qr").heads
 
-    config = tiny_table.top_k(3, max_layers=1)
+    config = tiny_table.top_heads(3, num_layers_to_keep=1)
     assert config.num_layers_to_keep == 1 and all(layer == 0 for layer, _ in config.heads)
     prov = config.provenance.model_dump()
-    assert prov["temperature"] == 0.1 and prov["k"] == 3 and prov["positions"] == 3
+    assert prov["temperature"] == 0.1 and prov["num_heads"] == 3 and prov["positions"] == 3
     assert prov["num_prompts"] == 18 and prov["max_layers"] == 1 and "head_scores" in prov
     assert config.architecture.num_hidden_layers == 2 and config.architecture.num_key_value_heads == 2
     # A detected config carries its scores, so `heads plot` works on it alone.
     config_path = tmp_path / "heads.json"
     config.to_json(config_path)
     assert HeadScoreTable.from_json(config_path).ranking()[0] == (SINGLE, STRONG)
-    with pytest.raises(ValueError, match="max_layers"):
-        tiny_table.top_k(3, max_layers=5)
+    with pytest.raises(ValueError, match="num_layers_to_keep"):
+        tiny_table.top_heads(3, num_layers_to_keep=5)
 
 
 def test_heatmap_and_curve_plots(tiny_table, tmp_path):
     pytest.importorskip("matplotlib")
-    from core_rerank.plotting import plot_ndcg_vs_k
+    from core_rerank.plotting import plot_ndcg_vs_num_heads
 
-    png = tiny_table.plot(tmp_path / "heat.png", k=3)
+    png = tiny_table.plot(tmp_path / "heat.png", num_heads=3)
     assert png.stat().st_size > 5000
-    curve = plot_ndcg_vs_k({1: 0.4, 2: 0.45, 8: 0.5}, tmp_path / "curve.png", references={"all heads": 0.42})
+    curve = plot_ndcg_vs_num_heads({1: 0.4, 2: 0.45, 8: 0.5}, tmp_path / "curve.png", references={"all heads": 0.42})
     assert curve.stat().st_size > 5000
 
 
@@ -210,10 +229,10 @@ def test_positive_slots_spread():
 @pytest.mark.real_model
 def test_fast_masses_equal_eager_recomputation(make_reranker):
     import torch
-
-    from core_rerank.detection import document_masses
-    from core_rerank.prompt import truncate_words
     from naive_reference import span_masses
+
+    from core_rerank.detection.masses import document_masses
+    from core_rerank.prompt import truncate_words
 
     reranker = make_reranker(method="icr")
     examples = read_jsonl_examples(DATA, limit=2).examples
@@ -222,8 +241,7 @@ def test_fast_masses_equal_eager_recomputation(make_reranker):
         docs = [truncate_words(d, words) for d in (example.positive, *example.negatives[:count])]
         prompts.append(reranker.builder.prepare(example.query, docs))
     seqs = [p.input_ids[: p.query_span[1]] for p in prompts]
-    fast = document_masses(reranker.model, seqs, [p.query_span for p in prompts],
-                           [p.document_spans for p in prompts])
+    fast = document_masses(reranker.model, seqs, [p.query_span for p in prompts], [p.document_spans for p in prompts])
     model = reranker.model
     previous = model.config._attn_implementation
     model.set_attn_implementation("eager")
@@ -232,8 +250,12 @@ def test_fast_masses_equal_eager_recomputation(make_reranker):
             with torch.no_grad():
                 out = model.base_model(input_ids=torch.tensor([seq]), output_attentions=True)
             start, end = prepared.query_span
-            eager = np.stack([span_masses(a[0, :, start:end].mean(dim=1).double().numpy(), prepared.document_spans)
-                              for a in out.attentions])
+            eager = np.stack(
+                [
+                    span_masses(a[0, :, start:end].mean(dim=1).double().numpy(), prepared.document_spans)
+                    for a in out.attentions
+                ]
+            )
             assert masses.shape == eager.shape == (30, 9, len(prepared.document_spans))
             np.testing.assert_allclose(masses, eager, atol=1e-4)
             assert masses.sum(axis=-1).max() <= 1.0 + 1e-5 and masses.min() >= 0
@@ -249,10 +271,36 @@ def test_cli_detect_end_to_end_writes_a_loadable_config(make_reranker, tmp_path,
     from core_rerank.cli import main
 
     out, png = tmp_path / "heads.json", tmp_path / "heads.png"
-    rc = main(["detect", "--model", "smollm2-135m-instruct", "--data", str(DATA), "--method", "core",
-               "--temperature", "0.1", "--top-k", "8", "--positions", "1", "--limit", "20",
-               "--negatives", "3", "--max-doc-words", "12", "--device", "cpu", "--dtype", "float32",
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "detect",
+            "--model",
+            "smollm2-135m-instruct",
+            "--data",
+            str(DATA),
+            "--method",
+            "core",
+            "--temperature",
+            "0.1",
+            "--num-heads",
+            "8",
+            "--positions",
+            "1",
+            "--limit",
+            "20",
+            "--negatives",
+            "3",
+            "--max-doc-words",
+            "12",
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     config = HeadConfig.load(str(out))
     assert config.method == "core" and len(config.heads) == 8
@@ -263,16 +311,32 @@ def test_cli_detect_end_to_end_writes_a_loadable_config(make_reranker, tmp_path,
     assert (tmp_path / "heads.scores.json").is_file()
     reranker = make_reranker(heads=str(out))
     assert reranker.heads.heads == config.heads
-    results = reranker.rerank("who wrote hamlet", ["Hamlet is a tragedy by William Shakespeare.",
-                                                   "The Eiffel Tower is in Paris."])
+    results = reranker.rerank(
+        "who wrote hamlet", ["Hamlet is a tragedy by William Shakespeare.", "The Eiffel Tower is in Paris."]
+    )
     assert len(results) == 2 and all(np.isfinite(r.score) for r in results)
-    if pytest.importorskip("matplotlib"):
-        assert main(["heads", "plot", str(out), "--out", str(png)]) == 0
-        assert png.stat().st_size > 5000
     qr = tmp_path / "qr.json"
-    assert main(["heads", "select", str(tmp_path / "heads.scores.json"), "--method", "qr", "--top-k", "4",
-                 "--out", str(qr)]) == 0
+    assert (
+        main(
+            [
+                "heads",
+                "select",
+                str(tmp_path / "heads.scores.json"),
+                "--method",
+                "qr",
+                "--num-heads",
+                "4",
+                "--out",
+                str(qr),
+            ]
+        )
+        == 0
+    )
     assert HeadConfig.load(str(qr)).method == "qr"
+    # Only the plot needs matplotlib: checked last, so a missing extra skips nothing else.
+    pytest.importorskip("matplotlib")
+    assert main(["heads", "plot", str(out), "--out", str(png)]) == 0
+    assert png.stat().st_size > 5000
 
 
 # ---------------------------------------------------------------------- bad data
@@ -302,25 +366,41 @@ def test_shipped_slice_reads_and_gzip_is_detected(tmp_path):
     assert len(read_jsonl_examples(plain)) == 2
     zipped = _write_jsonl(tmp_path / "z.jsonl", [GOOD], gz=True)
     assert read_jsonl_examples(zipped).examples[0].positive == "T pos text"
-    string_flags = dict(GOOD, paragraphs=[dict(_para("p", True), is_positive="True", is_negative="False"),
-                                          dict(_para("n", False), is_positive="False", is_negative="True")])
+    string_flags = dict(
+        GOOD,
+        paragraphs=[
+            dict(_para("p", True), is_positive="True", is_negative="False"),
+            dict(_para("n", False), is_positive="False", is_negative="True"),
+        ],
+    )
     assert len(read_jsonl_examples(_write_jsonl(tmp_path / "s.jsonl", [string_flags]))) == 1
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("{not json", r"bad\.jsonl:2: not valid JSON"),
-    ('["a list"]', r"bad\.jsonl:2: each line must be a JSON object"),
-    (json.dumps({"paragraphs": []}), r"bad\.jsonl:2: missing 'question'"),
-    (json.dumps({"question": "q"}), r"bad\.jsonl:2: missing 'paragraphs'"),
-    (json.dumps({"question": "q", "paragraphs": [{"is_positive": True}]}),
-     r"bad\.jsonl:2: paragraph 0 has no 'paragraph_text'"),
-    (json.dumps({"question": "q", "paragraphs": [{"paragraph_text": "x"}]}),
-     r"bad\.jsonl:2: paragraph 0 has no 'is_positive' flag"),
-    (json.dumps({"question": "q", "paragraphs": [dict(_para("x", True), is_positive="maybe")]}),
-     r"bad\.jsonl:2: paragraph 0: 'is_positive' must be true or false"),
-    (json.dumps({"question": "q", "paragraphs": [dict(_para("x", True), is_negative=True)]}),
-     r"bad\.jsonl:2: paragraph 0 is flagged both positive and negative"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("{not json", r"bad\.jsonl:2: not valid JSON"),
+        ('["a list"]', r"bad\.jsonl:2: each line must be a JSON object"),
+        (json.dumps({"paragraphs": []}), r"bad\.jsonl:2: missing 'question'"),
+        (json.dumps({"question": "q"}), r"bad\.jsonl:2: missing 'paragraphs'"),
+        (
+            json.dumps({"question": "q", "paragraphs": [{"is_positive": True}]}),
+            r"bad\.jsonl:2: paragraph 0 has no 'paragraph_text'",
+        ),
+        (
+            json.dumps({"question": "q", "paragraphs": [{"paragraph_text": "x"}]}),
+            r"bad\.jsonl:2: paragraph 0 has no 'is_positive' flag",
+        ),
+        (
+            json.dumps({"question": "q", "paragraphs": [dict(_para("x", True), is_positive="maybe")]}),
+            r"bad\.jsonl:2: paragraph 0: 'is_positive' must be true or false",
+        ),
+        (
+            json.dumps({"question": "q", "paragraphs": [dict(_para("x", True), is_negative=True)]}),
+            r"bad\.jsonl:2: paragraph 0 is flagged both positive and negative",
+        ),
+    ],
+)
 def test_malformed_lines_name_file_and_line(tmp_path, bad, message):
     path = _write_jsonl(tmp_path / "bad.jsonl", [GOOD, bad, GOOD])
     with pytest.raises(DetectionDataError, match=message):
@@ -365,31 +445,43 @@ def test_no_usable_example_is_a_clear_error(tmp_path):
 
 def test_cli_refuses_bad_options_before_loading_a_model(tmp_path, capsys):
     from core_rerank.cli import main
-    from core_rerank.head_config import _preset_dir
+    from core_rerank.head_config import preset_dir
 
     base = ["detect", "--data", str(DATA)]
-    inside = str(Path(str(_preset_dir())) / "new-model.json")
+    inside = str(Path(str(preset_dir())) / "new-model.json")
     assert main(base + ["--out", inside]) == 2
     assert "inside the preset folder" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "h.json"), "--temperature", "0.1,1"]) == 2
     assert "need --select-on" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "h.json"), "--select-on", str(tmp_path / "nowhere")]) == 2
     assert "no BEIR folder" in capsys.readouterr().err
-    assert not list(Path(str(_preset_dir())).glob("new-model*"))
+    assert not list(Path(str(preset_dir())).glob("new-model*"))
 
 
 def test_beir_folder_examples(tmp_path):
     pytest.importorskip("bm25s")
     folder = tmp_path / "tiny-beir"
     (folder / "qrels").mkdir(parents=True)
-    docs = {"d1": "cats purr and sleep", "d2": "dogs bark at cats", "d3": "cats and dogs play",
-            "d4": "the stock market fell", "d5": "cats chase mice", "d6": ""}
+    docs = {
+        "d1": "cats purr and sleep",
+        "d2": "dogs bark at cats",
+        "d3": "cats and dogs play",
+        "d4": "the stock market fell",
+        "d5": "cats chase mice",
+        "d6": "",
+    }
     _write_jsonl(folder / "corpus.jsonl", [{"_id": k, "title": "", "text": v} for k, v in docs.items()])
-    _write_jsonl(folder / "queries.jsonl", [{"_id": "q1", "text": "why do cats purr"},
-                                            {"_id": "q2", "text": "stock market"},
-                                            {"_id": "q3", "text": "empty doc"}])
+    _write_jsonl(
+        folder / "queries.jsonl",
+        [
+            {"_id": "q1", "text": "why do cats purr"},
+            {"_id": "q2", "text": "stock market"},
+            {"_id": "q3", "text": "empty doc"},
+        ],
+    )
     (folder / "qrels" / "train.tsv").write_text(
-        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td5\t0\nq2\td4\t2\nq3\td6\t1\n", encoding="utf-8")
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td5\t0\nq2\td4\t2\nq3\td6\t1\n", encoding="utf-8"
+    )
     data = beir_examples(folder, "train", negatives=2)
     assert [e.id for e in data] == ["q1"]  # BM25 finds nothing but the positive for q2
     assert any("q2: no negative" in str(s) for s in data.skipped)

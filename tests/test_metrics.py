@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core_rerank.datasets import load_qrels, load_trec_run
-from core_rerank.metrics import (
+from core_rerank.evaluation.metrics import (
     CoverageError,
     check_coverage,
     evaluate,

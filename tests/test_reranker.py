@@ -4,11 +4,11 @@ import asyncio
 import math
 import threading
 
+import naive_reference
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import naive_reference
 from core_rerank import CoReReranker, HeadConfig, HeadConfigError, RerankResult
 
 QUERY = "How do statins lower cholesterol?"
@@ -31,7 +31,7 @@ def eager_model(smollm2_dir):
 def test_fast_path_equals_naive_eager_recomputation(make_reranker, eager_model, method):
     reranker = make_reranker(method=method)
     prepared = reranker.prepare(QUERY, DOCS)
-    heads = (naive_reference.all_heads(eager_model.config) if method == "icr" else reranker.heads.heads)
+    heads = naive_reference.all_heads(eager_model.config) if method == "icr" else reranker.heads.heads
     expected = naive_reference.document_scores(eager_model, prepared, heads)
     got = reranker.score(QUERY, DOCS)
     scale = max(abs(v) for v in expected)
@@ -41,7 +41,7 @@ def test_fast_path_equals_naive_eager_recomputation(make_reranker, eager_model, 
 
 def test_pruned_model_scores_like_the_unpruned_model(make_reranker):
     pruned = make_reranker(method="core")
-    full = make_reranker(method="core", num_layers_to_keep=None)
+    full = make_reranker(method="core", num_layers_to_keep="all")
     deepest = pruned.heads.deepest_layer
     assert pruned.model.config.num_hidden_layers == deepest + 1 < 30
     assert len(pruned.model.model.layers) == deepest + 1  # the dropped layers were never built
@@ -72,13 +72,58 @@ def test_rerank_orders_results_and_keeps_ids(make_reranker):
     reranker = make_reranker(method="core")
     scores = reranker.score(QUERY, DOCS)
     results = reranker.rerank(QUERY, DOCS, top_k=3, doc_ids=["a", "b", "c", "d", "e"])
-    assert [r.rank for r in results] == [1, 2, 3]
     assert [r.score for r in results] == sorted(scores, reverse=True)[:3]
     for r in results:
         assert isinstance(r, RerankResult) and r.text == DOCS[r.index] and r.doc_id == "abcde"[r.index]
-        assert r.to_dict()["relevance_score"] == r.score
+        assert r.to_dict() == {
+            "index": r.index,
+            "score": r.score,
+            "text": r.text,
+            "doc_id": r.doc_id,
+            "relevance_score": r.score,
+        }
     assert len(reranker.rerank(QUERY, DOCS)) == len(DOCS)
     assert reranker.rerank(QUERY, DOCS, top_k=0) == []
+
+
+def test_score_threshold_drops_low_scores_before_the_top_k_cut(make_reranker):
+    reranker = make_reranker(method="core")
+    ordered = sorted(reranker.score(QUERY, DOCS), reverse=True)
+    kept = reranker.rerank(QUERY, DOCS, score_threshold=ordered[2])
+    assert [r.score for r in kept] == ordered[:3]  # a score equal to the threshold stays
+    assert [r.score for r in reranker.rerank(QUERY, DOCS, top_k=2, score_threshold=ordered[2])] == ordered[:2]
+    assert reranker.rerank(QUERY, DOCS, score_threshold=ordered[0] + 1.0) == []
+    assert [r.index for r in reranker.rerank(QUERY, DOCS + [""], score_threshold=-1e30)] == [
+        r.index for r in reranker.rerank(QUERY, DOCS)
+    ]  # an empty document (-inf) falls below any threshold
+    batch = reranker.rerank_batch([QUERY], [DOCS], score_threshold=ordered[2])
+    assert [r.score for r in batch[0]] == ordered[:3]
+
+
+def test_rank_matches_sentence_transformers_cross_encoder_rank(make_reranker):
+    reranker = make_reranker(method="core")
+    results = reranker.rerank(QUERY, DOCS)
+    ranked = reranker.rank(QUERY, DOCS)
+    assert ranked == [{"corpus_id": r.index, "score": r.score} for r in results]
+    top = reranker.rank(QUERY, DOCS, top_k=2, return_documents=True)
+    assert top == [{"corpus_id": r.index, "score": r.score, "text": DOCS[r.index]} for r in results[:2]]
+    titled = reranker.rank(QUERY, [{"title": "Statins", "text": DOCS[0]}], return_documents=True)
+    assert titled[0]["text"] == f"Statins {DOCS[0]}"
+
+
+def test_method_must_agree_with_the_heads(make_reranker):
+    full = make_reranker(method="icr")  # every layer built
+    core_heads = HeadConfig.load("smollm2-135m-instruct")
+    qr_heads = HeadConfig.load("smollm2-135m-instruct-qr")
+    with pytest.raises(ValueError, match="method='core' contradicts"):
+        CoReReranker(full.model, full.tokenizer, heads=qr_heads, method="core")
+    with pytest.raises(ValueError, match="method='icr' uses every head"):
+        CoReReranker(full.model, full.tokenizer, heads=core_heads, method="icr")
+    with pytest.raises(ValueError, match="contradicts"):
+        CoReReranker.from_pretrained("smollm2-135m-instruct", heads="smollm2-135m-instruct-qr", method="core")
+    assert CoReReranker(full.model, full.tokenizer, heads=qr_heads).method == "qr"  # None: the heads' method
+    assert CoReReranker(full.model, full.tokenizer, heads=qr_heads, method="qr").heads == qr_heads
+    assert CoReReranker(full.model, full.tokenizer, model_id="smollm2-135m-instruct").heads == core_heads
 
 
 def test_bad_input_is_clear_and_loses_nothing(make_reranker):
@@ -101,7 +146,15 @@ def test_bad_input_is_clear_and_loses_nothing(make_reranker):
 
 def test_empty_duplicate_and_unusual_documents(make_reranker):
     reranker = make_reranker(method="core")
-    docs = [DOCS[0], "", DOCS[1], DOCS[0], "  \n ", "naïve café — 東京 🚀\x07\x00 control\tchars", {"title": "T", "text": DOCS[2]}]
+    docs = [
+        DOCS[0],
+        "",
+        DOCS[1],
+        DOCS[0],
+        "  \n ",
+        "naïve café — 東京 🚀\x07\x00 control\tchars",
+        {"title": "T", "text": DOCS[2]},
+    ]
     scores = reranker.score(QUERY, docs)
     assert scores[0] == scores[3]  # identical text, identical score
     assert scores[1] == scores[4] == float("-inf")  # nothing to read: ranked last
@@ -112,8 +165,9 @@ def test_empty_duplicate_and_unusual_documents(make_reranker):
 
 
 def test_long_lists_and_huge_documents_are_windowed(smollm2_dir):
-    reranker = CoReReranker.from_pretrained("smollm2-135m-instruct", device="cpu", dtype="float32",
-                                            max_length=1024, max_doc_words=None)
+    reranker = CoReReranker.from_pretrained(
+        "smollm2-135m-instruct", device="cpu", dtype="float32", max_length=1024, max_doc_words=None
+    )
     huge = "statins " * 5000  # far over the budget on its own: cut to fit, still scored
     docs = [f"short note number {i} on topic {i % 13}" for i in range(500)] + [huge]
     scores = reranker.score(QUERY, docs)
@@ -128,7 +182,7 @@ def test_heads_that_do_not_fit_and_models_without_heads(make_reranker):
     with pytest.raises(HeadConfigError, match=r"head \[3, 9\].*head 9 does not exist"):
         CoReReranker.from_pretrained("smollm2-135m-instruct", heads=HeadConfig(heads=[(3, 9)]))
     loaded = make_reranker(method="icr")
-    with pytest.raises(HeadConfigError, match="core-rerank detect.*method='icr'"):
+    with pytest.raises(HeadConfigError, match=r"core-rerank detect.*method='icr'"):
         CoReReranker(loaded.model, loaded.tokenizer, model_id="someone/unknown-model")
     with pytest.raises(ValueError, match="unknown method"):
         CoReReranker(loaded.model, loaded.tokenizer, method="bm25")

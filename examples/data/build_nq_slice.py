@@ -43,8 +43,9 @@ def main(source: str) -> None:
                     passages[key] = {"id": f"p{len(passages)}", "title": paragraph["title"], "text": text}
                 if paragraph["is_positive"]:
                     gold.append(passages[key]["id"])
-            questions.append({"id": row["idx"], "question": row["question"],
-                              "answers": row["answers"], "gold_ids": gold})
+            questions.append(
+                {"id": row["idx"], "question": row["question"], "answers": row["answers"], "gold_ids": gold}
+            )
             if len(questions) == NUM_QUESTIONS:
                 break
     with open(out / "corpus.jsonl", "w", encoding="utf-8") as handle:

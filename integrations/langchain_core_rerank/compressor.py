@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+from contextvars import ContextVar
 from copy import deepcopy
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr
 
-from core_rerank.adapter_settings import settings_from_reranker
-from core_rerank.offline_models import DEFAULT_MODEL
+from core_rerank.head_config import HeadConfig
+from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
+
+LOADING_SETTINGS = ("model", "heads", "method", "device", "dtype", "num_layers_to_keep", "max_doc_words")
+"""Fields that say how the model is loaded; ``from_reranker`` takes them from the reranker."""
+_LOAD_LOCK = threading.Lock()
+# The reranker from_reranker hands to __init__ (so that no settings-plus-reranker argument exists).
+_GIVEN_RERANKER: ContextVar[Any] = ContextVar("core_rerank_given_reranker", default=None)
 
 
 class CoReRerank(BaseDocumentCompressor):
@@ -20,9 +29,9 @@ class CoReRerank(BaseDocumentCompressor):
     each document is its score, returned in ``metadata["relevance_score"]`` of a *copy* of the
     document (same ``id``). Scores are relative within one call (listwise), not probabilities.
 
-    The model is loaded once, when the compressor is built. To share one loaded model with the
-    LlamaIndex adapter or with answer generation, build a ``core_rerank.CoReReranker`` and pass
-    it as ``reranker=``.
+    The model is loaded once, when the compressor is built, from the loading settings. To
+    share one loaded model with the LlamaIndex adapter or with answer generation, build a
+    ``core_rerank.CoReReranker`` and wrap it: ``CoReRerank.from_reranker(reranker, top_n=3)``.
 
     Example::
 
@@ -39,79 +48,111 @@ class CoReRerank(BaseDocumentCompressor):
 
     model: str = DEFAULT_MODEL
     """Model to rerank with: a registered offline name, a Hugging Face id, a local checkpoint
-    directory or a .gguf file (ignored when ``reranker`` is given)."""
-    heads: Optional[str] = None
-    """Head preset name or head-config JSON path; None picks the preset shipped for the model."""
-    method: str = "core"
-    """'core' (CoRe heads), 'qr' (QR heads) or 'icr' (all heads)."""
-    top_n: Optional[int] = Field(default=3, ge=0)
+    directory or a .gguf file."""
+    heads: str | HeadConfig | None = None
+    """Head preset name, head-config JSON path or HeadConfig; None picks the preset shipped for the model."""
+    method: str | None = None
+    """'core' (CoRe heads), 'qr' (QR heads) or 'icr' (all heads); None: the heads' method, else 'core'."""
+    top_n: int | None = Field(default=3, ge=0)
     """Number of documents to return; None returns all."""
-    score_threshold: Optional[float] = None
+    score_threshold: float | None = None
     """Drop documents scoring below this value. Scores are relative within one call."""
-    device: Optional[str] = None
+    device: str | None = None
     """Torch device; None picks cuda > mps > cpu."""
     dtype: str = "auto"
     """'auto', 'bfloat16', 'float16' or 'float32'."""
-    num_layers_to_keep: Optional[Union[int, str]] = "auto"
-    """'auto' loads only the layers the heads need; an int that many; None all of them
-    (needed to share the model with text generation)."""
-    max_doc_words: Optional[int] = 300
+    num_layers_to_keep: int | str | None = None
+    """Decoder layers to build: None as many as the heads need; 'all' every layer (needed to
+    share the model with text generation); an int that many."""
+    max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS
     """Each document is cut to this many words before reranking."""
-    reranker: Any = None
-    """A prebuilt ``core_rerank.CoReReranker``; built from the settings above when None."""
 
-    @model_validator(mode="before")
+    _reranker: Any = PrivateAttr(default=None)
+
+    def __init__(self, **data: Any) -> None:
+        if "reranker" in data:
+            raise TypeError("CoReRerank(reranker=...) is gone: use CoReRerank.from_reranker(reranker, top_n=...)")
+        given = _GIVEN_RERANKER.get()
+        super().__init__(**data)
+        # The model is loaded once, here (unless from_reranker hands one over), never per call.
+        self._reranker = given if given is not None else self._load()
+
     @classmethod
-    def _describe_injected_reranker(cls, values: Any) -> Any:
-        """With ``reranker=``, the loading settings describe that reranker (and must agree)."""
-        if isinstance(values, dict) and values.get("reranker") is not None:
-            values = settings_from_reranker(values["reranker"], values)
-        return values
+    def from_reranker(cls, reranker: Any, **settings: Any) -> "CoReRerank":
+        """A compressor around an already-built ``core_rerank.CoReReranker`` (no loading).
 
-    @model_validator(mode="after")
-    def _build_reranker(self) -> "CoReRerank":
-        if self.reranker is None:
-            from core_rerank import CoReReranker
-
-            self.reranker = CoReReranker.from_pretrained(
-                self.model, heads=self.heads, method=self.method,
-                num_layers_to_keep=self.num_layers_to_keep, device=self.device,
-                dtype=self.dtype, max_doc_words=self.max_doc_words,
+        ``settings`` are the compressor's own (``top_n``, ``score_threshold``); the loading
+        settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words) are
+        taken from the reranker, so the fields describe what runs.
+        """
+        if not callable(getattr(reranker, "rerank", None)):
+            raise TypeError("reranker must be a core_rerank.CoReReranker (with .rerank(query, documents))")
+        loading = sorted(set(settings) & set(LOADING_SETTINGS))
+        if loading:
+            raise TypeError(
+                f"from_reranker() takes the compressor's own settings; {', '.join(loading)} belong to "
+                "the reranker: set them in CoReReranker.from_pretrained(...)"
             )
-        elif not hasattr(self.reranker, "score"):
-            raise TypeError("reranker must be a core_rerank.CoReReranker (an object with .score(query, documents))")
-        return self
+        described = {k: v for k, v in reranker.settings().items() if k in LOADING_SETTINGS}
+        token = _GIVEN_RERANKER.set(reranker)
+        try:
+            return cls(**described, **settings)
+        finally:
+            _GIVEN_RERANKER.reset(token)
+
+    @property
+    def reranker(self) -> Any:
+        """The underlying ``core_rerank.CoReReranker`` (share it with other components).
+
+        Loaded again from the settings if it is missing (e.g. after unpickling)."""
+        if getattr(self, "_reranker", None) is None:
+            with _LOAD_LOCK:
+                if getattr(self, "_reranker", None) is None:
+                    self._reranker = self._load()
+        return self._reranker
+
+    def _load(self) -> Any:
+        from core_rerank import CoReReranker
+
+        return CoReReranker.from_pretrained(
+            self.model,
+            heads=self.heads,
+            method=self.method,
+            num_layers_to_keep=self.num_layers_to_keep,
+            device=self.device,
+            dtype=self.dtype,
+            max_doc_words=self.max_doc_words,
+        )
 
     def rerank(
         self,
-        documents: Sequence[Union[str, Document, Dict[str, Any]]],
+        documents: Sequence[str | Document | dict[str, Any]],
         query: str,
         *,
-        top_n: Optional[int] = -1,
-    ) -> List[Dict[str, Any]]:
+        top_n: int | None = -1,
+    ) -> list[dict[str, Any]]:
         """Score documents against ``query``, best first: ``[{"index", "relevance_score"}]``.
 
-        ``index`` is the position in ``documents``. ``top_n``: -1 (default) uses the
-        compressor's ``top_n``; None returns all. ``score_threshold`` applies.
+        ``index`` is the position in ``documents`` (``Document``s, strings, or
+        ``{"text", "title"}`` dicts, whose title is read with the text as in the core).
+        ``top_n``: -1 (default) uses the compressor's ``top_n``; None returns all.
+        ``score_threshold`` applies.
         """
         limit = self.top_n if top_n == -1 else top_n
         if limit is not None and limit < 0:
             raise ValueError("top_n must be >= 0, None (all) or -1 (the compressor's top_n)")
         if not documents:
             return []
-        texts = [_text_of(doc) for doc in documents]
-        scores = self.reranker.score(query, texts)
-        results = [{"index": i, "relevance_score": float(s)} for i, s in enumerate(scores)]
-        if self.score_threshold is not None:
-            results = [r for r in results if r["relevance_score"] >= self.score_threshold]
-        results.sort(key=lambda r: -r["relevance_score"])  # stable: ties keep input order
-        return results if limit is None else results[:limit]
+        results = self.reranker.rerank(
+            query, [_core_document(doc) for doc in documents], top_k=limit, score_threshold=self.score_threshold
+        )
+        return [{"index": r.index, "relevance_score": r.score} for r in results]
 
     def compress_documents(
         self,
         documents: Sequence[Document],
         query: str,
-        callbacks: Optional[Callbacks] = None,
+        callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """Copies of the best ``top_n`` documents, best first, with ``metadata["relevance_score"]``."""
         documents = list(documents)
@@ -124,11 +165,11 @@ class CoReRerank(BaseDocumentCompressor):
         return compressed
 
 
-def _text_of(doc: Any) -> str:
+def _core_document(doc: Any) -> Any:
+    """What the core reranker reads: a Document's ``page_content``; strings and
+    ``{"text", "title"}`` dicts as they are (the core joins title and text)."""
     if isinstance(doc, Document):
         return doc.page_content
-    if isinstance(doc, str):
+    if isinstance(doc, str) or (isinstance(doc, dict) and isinstance(doc.get("text"), str)):
         return doc
-    if isinstance(doc, dict) and isinstance(doc.get("text"), str):
-        return doc["text"]
     raise TypeError(f"documents must be Documents, strings or {{'text': ...}} dicts, not {type(doc).__name__}")

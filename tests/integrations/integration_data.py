@@ -24,15 +24,16 @@ QUERIES = [
 
 
 class CountingReranker:
-    """Delegates to a real reranker and counts ``score`` calls (to prove the model is not run)."""
+    """Delegates to a real reranker and records ``rerank`` calls (to prove what the adapters ask
+    the core for, and that empty input never runs the model)."""
 
     def __init__(self, inner):
         self._inner = inner
-        self.calls = 0
+        self.calls = []
 
-    def score(self, query, documents):
-        self.calls += 1
-        return self._inner.score(query, documents)
+    def rerank(self, query, documents, **kwargs):
+        self.calls.append((query, list(documents), kwargs))
+        return self._inner.rerank(query, documents, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)

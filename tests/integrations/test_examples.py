@@ -52,8 +52,12 @@ def test_example_app_runs(module, examples, capsys):
 
 
 def test_scripts_start_as_a_user_runs_them():
-    procs = [subprocess.Popen([sys.executable, str(EXAMPLES / s), "--help"], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for s in SCRIPTS]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(EXAMPLES / s), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for s in SCRIPTS
+    ]
     for script, proc in zip(SCRIPTS, procs):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"{script}: {err[-2000:]}"
@@ -64,9 +68,10 @@ def test_one_model_reranks_for_both_frameworks_and_generates(shared_reranker):
     """Both adapters and answer generation share one loaded model; scores survive generation."""
     pytest.importorskip("llama_index.core")
     from langchain_core.documents import Document
-    from langchain_core_rerank import CoReRerank as LangChainCoReRerank
     from llama_index.core.schema import NodeWithScore, TextNode
     from llama_index.postprocessor.core_rerank import CoReRerank as LlamaIndexCoReRerank
+
+    from langchain_core_rerank import CoReRerank as LangChainCoReRerank
 
     sys.path.insert(0, str(EXAMPLES))
     try:
@@ -75,26 +80,32 @@ def test_one_model_reranks_for_both_frameworks_and_generates(shared_reranker):
         sys.path.remove(str(EXAMPLES))
     from integration_data import DOCS, QUERY
 
-    li = LlamaIndexCoReRerank(reranker=shared_reranker, top_n=2)
-    lc = LangChainCoReRerank(reranker=shared_reranker, top_n=2)
+    li = LlamaIndexCoReRerank.from_reranker(shared_reranker, top_n=2)
+    lc = LangChainCoReRerank.from_reranker(shared_reranker, top_n=2)
     assert li.reranker is lc.reranker is shared_reranker
     nodes = [NodeWithScore(node=TextNode(id_=str(i), text=t)) for i, t in enumerate(DOCS)]
     before = [n.node.node_id for n in li.postprocess_nodes(nodes, query_str=QUERY)]
-    assert [d.id for d in lc.compress_documents([Document(page_content=t, id=str(i))
-                                                 for i, t in enumerate(DOCS)], QUERY)] == before
-    answer = generate(shared_reranker.model, shared_reranker.tokenizer,
-                      answer_messages(QUERY, [DOCS[int(before[0])]]), max_new_tokens=8)
+    assert [
+        d.id for d in lc.compress_documents([Document(page_content=t, id=str(i)) for i, t in enumerate(DOCS)], QUERY)
+    ] == before
+    answer = generate(
+        shared_reranker.model,
+        shared_reranker.tokenizer,
+        answer_messages(QUERY, [DOCS[int(before[0])]]),
+        max_new_tokens=8,
+    )
     assert answer.strip()
     assert [n.node.node_id for n in li.postprocess_nodes(nodes, query_str=QUERY)] == before
 
 
 def test_adapters_load_the_model_once_from_their_settings(shared_reranker, monkeypatch):
-    """Built from settings (no reranker=), each adapter loads once, in its constructor."""
+    """Built from settings (not from_reranker), each adapter loads once, in its constructor."""
     pytest.importorskip("llama_index.core")
+    from integration_data import DOCS, QUERY
+    from llama_index.postprocessor.core_rerank import CoReRerank as LlamaIndexCoReRerank
+
     from core_rerank import CoReReranker
     from langchain_core_rerank import CoReRerank as LangChainCoReRerank
-    from llama_index.postprocessor.core_rerank import CoReRerank as LlamaIndexCoReRerank
-    from integration_data import DOCS, QUERY
 
     calls = []
 
@@ -103,8 +114,9 @@ def test_adapters_load_the_model_once_from_their_settings(shared_reranker, monke
         return shared_reranker
 
     monkeypatch.setattr(CoReReranker, "from_pretrained", staticmethod(fake_from_pretrained))
-    settings = dict(method=shared_reranker.method, device="cpu", dtype="float32", num_layers_to_keep=None,
-                    max_doc_words=200)
+    settings = dict(
+        method=shared_reranker.method, device="cpu", dtype="float32", num_layers_to_keep="all", max_doc_words=200
+    )
     lc = LangChainCoReRerank(model="smollm2-135m-instruct", top_n=2, **settings)
     li = LlamaIndexCoReRerank(model="smollm2-135m-instruct", top_n=2, **settings)
     assert [c[0] for c in calls] == ["smollm2-135m-instruct"] * 2
@@ -117,3 +129,4 @@ def test_adapters_load_the_model_once_from_their_settings(shared_reranker, monke
         li.postprocess_nodes([NodeWithScore(node=TextNode(text=t)) for t in DOCS[:2]], query_str=QUERY)
     assert len(calls) == 2  # no reload per call
     assert li.to_dict()["max_doc_words"] == 200 and lc.max_doc_words == 200
+    assert li.reranker is lc.reranker is shared_reranker

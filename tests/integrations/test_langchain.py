@@ -12,18 +12,20 @@ import pytest
 
 pytest.importorskip("langchain_core")
 
-from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E402
-from langchain_core_rerank import CoReRerank  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+from integration_data import DOCS, QUERIES, QUERY, CountingReranker
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ValidationError
 
-from integration_data import DOCS, QUERIES, QUERY, CountingReranker  # noqa: E402
+from core_rerank import HeadConfig
+from langchain_core_rerank import CoReRerank
 
 pytestmark = pytest.mark.real_model
 
 
 def make_docs(texts=DOCS):
-    return [Document(page_content=t, metadata={"source": f"doc{i}", "tags": ["x"]}, id=f"d{i}")
-            for i, t in enumerate(texts)]
+    return [
+        Document(page_content=t, metadata={"source": f"doc{i}", "tags": ["x"]}, id=f"d{i}") for i, t in enumerate(texts)
+    ]
 
 
 def ids(docs):
@@ -36,13 +38,13 @@ def test_is_a_document_compressor():
 
 def test_unknown_kwargs_are_rejected(shared_reranker):
     with pytest.raises(ValidationError, match="top_k"):
-        CoReRerank(reranker=shared_reranker, top_k=3)
+        CoReRerank.from_reranker(shared_reranker, top_k=3)
 
 
 def test_returns_scored_copies_with_same_ids(shared_reranker, expected_order):
     docs = make_docs()
     before = copy.deepcopy(docs)
-    out = CoReRerank(reranker=shared_reranker).compress_documents(docs, QUERY)
+    out = CoReRerank.from_reranker(shared_reranker).compress_documents(docs, QUERY)
     assert ids(out) == [f"d{i}" for i in expected_order[:3]]  # top_n defaults to 3
     scores = [d.metadata["relevance_score"] for d in out]
     assert all(type(s) is float for s in scores) and scores == sorted(scores, reverse=True)
@@ -57,25 +59,26 @@ def test_returns_scored_copies_with_same_ids(shared_reranker, expected_order):
 
 
 def test_top_n_none_and_threshold(shared_reranker):
-    out = CoReRerank(reranker=shared_reranker, top_n=None).compress_documents(make_docs(), QUERY)
+    out = CoReRerank.from_reranker(shared_reranker, top_n=None).compress_documents(make_docs(), QUERY)
     assert len(out) == len(DOCS)
     threshold = out[1].metadata["relevance_score"]
-    out = CoReRerank(reranker=shared_reranker, top_n=None, score_threshold=threshold).compress_documents(
-        make_docs(), QUERY)
+    out = CoReRerank.from_reranker(shared_reranker, top_n=None, score_threshold=threshold).compress_documents(
+        make_docs(), QUERY
+    )
     assert len(out) == 2 and all(d.metadata["relevance_score"] >= threshold for d in out)
 
 
 def test_empty_input_skips_the_model(shared_reranker):
     counting = CountingReranker(shared_reranker)
-    compressor = CoReRerank(reranker=counting)
+    compressor = CoReRerank.from_reranker(counting)
     assert compressor.compress_documents([], QUERY) == []
     assert compressor.rerank([], QUERY) == []
     assert asyncio.run(compressor.acompress_documents([], QUERY)) == []
-    assert counting.calls == 0
+    assert counting.calls == []
 
 
 def test_rerank_helper_like_cohere_and_jina(shared_reranker, expected_order):
-    compressor = CoReRerank(reranker=shared_reranker, top_n=2)
+    compressor = CoReRerank.from_reranker(shared_reranker, top_n=2)
     results = compressor.rerank(DOCS, QUERY, top_n=None)
     assert [r["index"] for r in results] == expected_order
     assert all(set(r) == {"index", "relevance_score"} and type(r["relevance_score"]) is float for r in results)
@@ -83,18 +86,69 @@ def test_rerank_helper_like_cohere_and_jina(shared_reranker, expected_order):
 
 
 def test_async_matches_sync(shared_reranker):
-    compressor = CoReRerank(reranker=shared_reranker, top_n=None)
+    compressor = CoReRerank.from_reranker(shared_reranker, top_n=None)
     sync = compressor.compress_documents(make_docs(), QUERY)
     async_ = asyncio.run(compressor.acompress_documents(make_docs(), QUERY))
     assert sync == async_
 
 
-def test_injected_reranker_settings_must_agree(shared_reranker):
-    other = "qr" if shared_reranker.method != "qr" else "icr"
-    with pytest.raises(ValidationError, match="do not match"):
-        CoReRerank(reranker=shared_reranker, method=other)
-    compressor = CoReRerank(reranker=shared_reranker)
-    assert compressor.method == shared_reranker.method and compressor.device == "cpu"
+def test_from_reranker_describes_it_and_refuses_loading_settings(shared_reranker):
+    compressor = CoReRerank.from_reranker(shared_reranker, top_n=2, score_threshold=0.5)
+    assert compressor.reranker is shared_reranker
+    assert (compressor.top_n, compressor.score_threshold) == (2, 0.5)
+    assert compressor.model == shared_reranker.model_id and compressor.heads == shared_reranker.heads
+    assert compressor.method == "core" and compressor.device == "cpu" and compressor.dtype == "float32"
+    assert compressor.num_layers_to_keep == 30 and compressor.max_doc_words == shared_reranker.max_doc_words
+    with pytest.raises(TypeError, match="method belong to the reranker"):
+        CoReRerank.from_reranker(shared_reranker, method="qr")
+    with pytest.raises(TypeError, match="from_reranker"):
+        CoReRerank(reranker=shared_reranker)
+    with pytest.raises(TypeError, match="CoReReranker"):
+        CoReRerank.from_reranker("smollm2-135m-instruct")
+
+
+def test_calls_the_core_rerank_with_top_n_and_threshold(shared_reranker):
+    counting = CountingReranker(shared_reranker)
+    CoReRerank.from_reranker(counting, top_n=2, score_threshold=-1.5).compress_documents(make_docs(), QUERY)
+    assert counting.calls == [(QUERY, DOCS, {"top_k": 2, "score_threshold": -1.5})]
+
+
+def test_top_n_and_threshold_together(shared_reranker):
+    scores = sorted(shared_reranker.score(QUERY, DOCS), reverse=True)
+    out = CoReRerank.from_reranker(shared_reranker, top_n=3, score_threshold=scores[1]).compress_documents(
+        make_docs(), QUERY
+    )
+    assert [d.metadata["relevance_score"] for d in out] == scores[:2]  # the threshold cut first
+    out = CoReRerank.from_reranker(shared_reranker, top_n=1, score_threshold=scores[3]).compress_documents(
+        make_docs(), QUERY
+    )
+    assert [d.metadata["relevance_score"] for d in out] == scores[:1]  # then top_n
+
+
+def test_dict_documents_keep_their_title_as_the_core_does(shared_reranker):
+    docs = [
+        {"title": "France", "text": "Its capital city is on the Seine."},
+        {"title": "Spain", "text": "Its capital city is in the middle of the country."},
+        {"text": DOCS[3]},
+    ]
+    compressor = CoReRerank.from_reranker(shared_reranker, top_n=None)
+    got = compressor.rerank(docs, QUERY)
+    expected = shared_reranker.rerank(QUERY, docs)
+    assert got == [{"index": r.index, "relevance_score": r.score} for r in expected]
+    titled = shared_reranker.score(QUERY, ["France Its capital city is on the Seine."])
+    untitled = shared_reranker.score(QUERY, ["Its capital city is on the Seine."])
+    assert compressor.rerank(docs[:1], QUERY)[0]["relevance_score"] == titled[0] != untitled[0]
+
+
+def test_heads_accept_a_head_config(smollm2_dir):
+    qr = HeadConfig.load("smollm2-135m-instruct-qr")
+    compressor = CoReRerank(heads=qr, device="cpu", dtype="float32", top_n=None)
+    assert compressor.reranker.heads == qr and compressor.reranker.method == "qr"
+    assert compressor.reranker.model.config.num_hidden_layers == qr.deepest_layer + 1  # None: what the heads need
+    got = compressor.rerank(DOCS, QUERY)
+    assert [r["relevance_score"] for r in got] == sorted(compressor.reranker.score(QUERY, DOCS), reverse=True)
+    with pytest.raises(ValueError, match="contradicts"):
+        CoReRerank(heads=qr, method="core", device="cpu")
 
 
 def test_inside_contextual_compression_retriever(shared_reranker):
@@ -104,17 +158,19 @@ def test_inside_contextual_compression_retriever(shared_reranker):
 
     bm25 = BM25Retriever.from_documents(make_docs(), k=4, preprocess_func=lambda t: t.lower().replace("?", "").split())
     retriever = ContextualCompressionRetriever(
-        base_compressor=CoReRerank(reranker=shared_reranker, top_n=2), base_retriever=bm25)
+        base_compressor=CoReRerank.from_reranker(shared_reranker, top_n=2), base_retriever=bm25
+    )
     candidates = bm25.invoke(QUERY)
-    expected = [candidates[r["index"]].id for r in
-                CoReRerank(reranker=shared_reranker, top_n=2).rerank(candidates, QUERY)]
+    expected = [
+        candidates[r["index"]].id for r in CoReRerank.from_reranker(shared_reranker, top_n=2).rerank(candidates, QUERY)
+    ]
     out = retriever.invoke(QUERY)
     assert ids(out) == expected and all("relevance_score" in d.metadata for d in out)
     assert ids(asyncio.run(retriever.ainvoke(QUERY))) == expected
 
 
 def test_concurrent_threads_and_gather_match_serial(shared_reranker):
-    compressor = CoReRerank(reranker=shared_reranker, top_n=3)
+    compressor = CoReRerank.from_reranker(shared_reranker, top_n=3)
     docs = make_docs(DOCS[:4])
     serial = [compressor.compress_documents(docs, q) for q in QUERIES]
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -12,15 +12,16 @@ import pytest
 
 pytest.importorskip("llama_index.core")
 
-from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler  # noqa: E402
-from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
-from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent  # noqa: E402
-from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa: E402
-from llama_index.postprocessor.core_rerank import CoReRerank  # noqa: E402
+from integration_data import DOCS, QUERIES, QUERY, CountingReranker
+from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.postprocessor.core_rerank import CoReRerank
 
-from integration_data import DOCS, QUERIES, QUERY, CountingReranker  # noqa: E402
+from core_rerank import HeadConfig
 
 pytestmark = pytest.mark.real_model
 
@@ -28,8 +29,9 @@ pytestmark = pytest.mark.real_model
 def make_nodes(texts=DOCS):
     return [
         NodeWithScore(
-            node=TextNode(id_=f"n{i}", text=t, metadata={"source": f"doc{i}"},
-                          excluded_embed_metadata_keys=["source"]),  # reranked text == t
+            node=TextNode(
+                id_=f"n{i}", text=t, metadata={"source": f"doc{i}"}, excluded_embed_metadata_keys=["source"]
+            ),  # reranked text == t
             score=1.0 - i / 10,
         )
         for i, t in enumerate(texts)
@@ -37,7 +39,7 @@ def make_nodes(texts=DOCS):
 
 
 class Recorder(BaseEventHandler):
-    events: list = []
+    events: list = []  # noqa: RUF012 - a pydantic field, copied per instance
 
     @classmethod
     def class_name(cls) -> str:
@@ -67,18 +69,35 @@ def test_is_a_node_postprocessor():
 
 
 def test_to_dict_has_every_public_setting(shared_reranker):
-    data = CoReRerank(reranker=shared_reranker, top_n=2, score_threshold=0.5).to_dict()
+    data = CoReRerank.from_reranker(shared_reranker, top_n=2, score_threshold=0.5).to_dict()
     assert set(data) == {
-        "model", "heads", "method", "top_n", "keep_retrieval_score", "metadata_mode", "device",
-        "dtype", "num_layers_to_keep", "max_doc_words", "score_threshold", "class_name",
+        "model",
+        "heads",
+        "method",
+        "top_n",
+        "keep_retrieval_score",
+        "metadata_mode",
+        "device",
+        "dtype",
+        "num_layers_to_keep",
+        "max_doc_words",
+        "score_threshold",
+        "class_name",
     }
     assert data["class_name"] == "CoReRerank"
     assert data["top_n"] == 2 and data["score_threshold"] == 0.5
-    assert data["method"] == shared_reranker.method and data["device"] == "cpu"
+    assert data["method"] == "core" and data["device"] == "cpu" and data["num_layers_to_keep"] == 30
+    assert data["model"] == shared_reranker.model_id and HeadConfig(**data["heads"]) == shared_reranker.heads
+
+
+def test_top_n_defaults_to_two_like_llamaindex_rerankers(shared_reranker, expected_order):
+    post = CoReRerank.from_reranker(shared_reranker)
+    assert post.top_n == 2  # SentenceTransformerRerank and CohereRerank default to top_n=2
+    assert ids(post.postprocess_nodes(make_nodes(), query_str=QUERY)) == [f"n{i}" for i in expected_order[:2]]
 
 
 def test_reranks_like_the_core(shared_reranker, expected_order):
-    post = CoReRerank(reranker=shared_reranker, top_n=3)
+    post = CoReRerank.from_reranker(shared_reranker, top_n=3)
     out = post.postprocess_nodes(make_nodes(), query_str=QUERY)
     assert ids(out) == [f"n{i}" for i in expected_order[:3]]
     scores = [n.score for n in out]
@@ -87,7 +106,7 @@ def test_reranks_like_the_core(shared_reranker, expected_order):
 
 
 def test_sync_and_async_agree(shared_reranker):
-    post = CoReRerank(reranker=shared_reranker, top_n=None)
+    post = CoReRerank.from_reranker(shared_reranker, top_n=None)
     nodes = make_nodes()
     sync = post.postprocess_nodes(nodes, query_bundle=QueryBundle(QUERY))
     async_ = asyncio.run(post.apostprocess_nodes(nodes, query_bundle=QueryBundle(QUERY)))
@@ -96,7 +115,7 @@ def test_sync_and_async_agree(shared_reranker):
 
 def test_events_in_order_and_callback_pair(shared_reranker, recorder):
     debug = LlamaDebugHandler()
-    post = CoReRerank(reranker=shared_reranker, top_n=None, callback_manager=CallbackManager([debug]))
+    post = CoReRerank.from_reranker(shared_reranker, top_n=None, callback_manager=CallbackManager([debug]))
     out = post.postprocess_nodes(make_nodes(), query_str=QUERY)
     assert [type(e) for e in recorder.events] == [ReRankStartEvent, ReRankEndEvent]
     start, end = recorder.events
@@ -109,16 +128,16 @@ def test_events_in_order_and_callback_pair(shared_reranker, recorder):
 
 def test_empty_list_emits_paired_events_and_skips_the_model(shared_reranker, recorder):
     counting = CountingReranker(shared_reranker)
-    post = CoReRerank(reranker=counting, top_n=None)
+    post = CoReRerank.from_reranker(counting, top_n=None)
     assert post.postprocess_nodes([], query_str=QUERY) == []
     assert [type(e) for e in recorder.events] == [ReRankStartEvent, ReRankEndEvent]
     assert recorder.events[0].top_n == 0 and recorder.events[1].nodes == []
-    assert counting.calls == 0
+    assert counting.calls == []
 
 
 def test_missing_query(shared_reranker, recorder):
-    post = CoReRerank(reranker=shared_reranker)
-    with pytest.raises(ValueError, match="Missing query bundle in extra info."):
+    post = CoReRerank.from_reranker(shared_reranker)
+    with pytest.raises(ValueError, match=r"Missing query bundle in extra info\."):
         post.postprocess_nodes(make_nodes())
     assert recorder.events == []
 
@@ -126,7 +145,7 @@ def test_missing_query(shared_reranker, recorder):
 def test_callers_nodes_untouched(shared_reranker):
     nodes = make_nodes()
     before = copy.deepcopy(nodes)
-    post = CoReRerank(reranker=shared_reranker, top_n=None, keep_retrieval_score=True)
+    post = CoReRerank.from_reranker(shared_reranker, top_n=None, keep_retrieval_score=True)
     out = post.postprocess_nodes(nodes, query_str=QUERY)
     assert [(n.node.node_id, n.score, n.node.metadata) for n in nodes] == [
         (n.node.node_id, n.score, n.node.metadata) for n in before
@@ -140,31 +159,58 @@ def test_callers_nodes_untouched(shared_reranker):
 
 def test_top_n_none_returns_all_sorted_and_empty_text_last(shared_reranker):
     texts = DOCS[:3] + [""]
-    post = CoReRerank(reranker=shared_reranker, top_n=None)
+    post = CoReRerank.from_reranker(shared_reranker, top_n=None)
     out = post.postprocess_nodes(make_nodes(texts), query_str=QUERY)
     assert len(out) == 4 and out[-1].node.node_id == "n3" and out[-1].score == float("-inf")
     assert [n.score for n in out] == sorted((n.score for n in out), reverse=True)
 
 
 def test_top_n_zero_and_limits(shared_reranker):
-    assert CoReRerank(reranker=shared_reranker, top_n=0).postprocess_nodes(make_nodes(), query_str=QUERY) == []
+    assert CoReRerank.from_reranker(shared_reranker, top_n=0).postprocess_nodes(make_nodes(), query_str=QUERY) == []
     with pytest.raises(ValueError):
-        CoReRerank(reranker=shared_reranker, top_n=-1)
+        CoReRerank.from_reranker(shared_reranker, top_n=-1)
 
 
 def test_score_threshold(shared_reranker):
     scores = sorted(shared_reranker.score(QUERY, DOCS), reverse=True)
     threshold = scores[2]
-    post = CoReRerank(reranker=shared_reranker, top_n=None, score_threshold=threshold)
+    post = CoReRerank.from_reranker(shared_reranker, top_n=None, score_threshold=threshold)
     out = post.postprocess_nodes(make_nodes(), query_str=QUERY)
     assert len(out) == 3 and all(n.score >= threshold for n in out)
 
 
-def test_injected_reranker_settings_must_agree(shared_reranker):
-    other = "qr" if shared_reranker.method != "qr" else "icr"
-    with pytest.raises(ValueError, match="do not match"):
-        CoReRerank(reranker=shared_reranker, method=other)
-    assert CoReRerank(reranker=shared_reranker, method=shared_reranker.method).method == shared_reranker.method
+def test_score_threshold_and_top_n_go_to_the_core_rerank(shared_reranker):
+    counting = CountingReranker(shared_reranker)
+    scores = sorted(shared_reranker.score(QUERY, DOCS), reverse=True)
+    out = CoReRerank.from_reranker(counting, top_n=2, score_threshold=scores[3]).postprocess_nodes(
+        make_nodes(), query_str=QUERY
+    )
+    assert [n.score for n in out] == scores[:2]
+    assert counting.calls == [(QUERY, DOCS, {"top_k": 2, "score_threshold": scores[3]})]
+
+
+def test_from_reranker_describes_it_and_refuses_loading_settings(shared_reranker):
+    post = CoReRerank.from_reranker(shared_reranker, top_n=4, keep_retrieval_score=True)
+    assert post.reranker is shared_reranker and post.top_n == 4 and post.keep_retrieval_score
+    assert post.model == shared_reranker.model_id and post.heads == shared_reranker.heads
+    assert post.method == "core" and post.dtype == "float32" and post.max_doc_words == shared_reranker.max_doc_words
+    with pytest.raises(TypeError, match="device, method belong to the reranker"):
+        CoReRerank.from_reranker(shared_reranker, method="qr", device="cpu")
+    with pytest.raises(TypeError, match="from_reranker"):
+        CoReRerank(reranker=shared_reranker)
+    with pytest.raises(TypeError, match="CoReReranker"):
+        CoReRerank.from_reranker(object())
+
+
+def test_heads_accept_a_head_config(smollm2_dir):
+    qr = HeadConfig.load("smollm2-135m-instruct-qr")
+    post = CoReRerank(heads=qr, device="cpu", dtype="float32", top_n=None)
+    assert post.reranker.heads == qr and post.reranker.method == "qr"
+    out = post.postprocess_nodes(make_nodes(), query_str=QUERY)
+    assert [n.score for n in out] == sorted(post.reranker.score(QUERY, DOCS), reverse=True)
+    assert post.to_dict()["heads"]["method"] == "qr"
+    with pytest.raises(ValueError, match="contradicts"):
+        CoReRerank(heads=qr, method="core", device="cpu")
 
 
 def test_inside_a_real_query_engine(shared_reranker, expected_order):
@@ -174,8 +220,9 @@ def test_inside_a_real_query_engine(shared_reranker, expected_order):
 
     index = VectorStoreIndex([n.node for n in make_nodes()], embed_model=MockEmbedding(embed_dim=8))
     engine = index.as_query_engine(
-        llm=MockLLM(max_tokens=8), similarity_top_k=len(DOCS),
-        node_postprocessors=[CoReRerank(reranker=shared_reranker, top_n=2)],
+        llm=MockLLM(max_tokens=8),
+        similarity_top_k=len(DOCS),
+        node_postprocessors=[CoReRerank.from_reranker(shared_reranker, top_n=2)],
     )
     response = engine.query(QUERY)
     assert ids(response.source_nodes) == [f"n{i}" for i in expected_order[:2]]
@@ -184,7 +231,7 @@ def test_inside_a_real_query_engine(shared_reranker, expected_order):
 
 
 def test_concurrent_threads_and_gather_match_serial(shared_reranker):
-    post = CoReRerank(reranker=shared_reranker, top_n=3)
+    post = CoReRerank.from_reranker(shared_reranker, top_n=3)
     nodes = make_nodes(DOCS[:4])
     serial = [ids(post.postprocess_nodes(nodes, query_str=q)) for q in QUERIES]
     with ThreadPoolExecutor(max_workers=8) as pool:

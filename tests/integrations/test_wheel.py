@@ -41,8 +41,13 @@ print("imported from", target)
 
 
 def _pip(*args: str, cwd: Path | None = None) -> None:
-    result = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                            capture_output=True, text=True, cwd=cwd, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
@@ -82,7 +87,13 @@ def test_wheel_ships_both_integrations_and_imports(tmp_path):
     site_packages = sysconfig.get_paths()["purelib"]
     platlib = sysconfig.get_paths()["platlib"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(target), site_packages, platlib])}
-    result = subprocess.run([sys.executable, "-S", "-c", IMPORT_CHECK, str(target)], capture_output=True,
-                            text=True, env=env, cwd=tmp_path, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", IMPORT_CHECK, str(target)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "imported from" in result.stdout

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Union
+import threading
+from contextvars import ContextVar
+from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CBEventType, EventPayload
@@ -11,10 +13,16 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from core_rerank.adapter_settings import settings_from_reranker
-from core_rerank.offline_models import DEFAULT_MODEL
+from core_rerank.head_config import HeadConfig
+from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
 dispatcher = get_dispatcher(__name__)
+
+LOADING_SETTINGS = ("model", "heads", "method", "device", "dtype", "num_layers_to_keep", "max_doc_words")
+"""Fields that say how the model is loaded; ``from_reranker`` takes them from the reranker."""
+_LOAD_LOCK = threading.Lock()
+# The reranker from_reranker hands to __init__ (so that no settings-plus-reranker argument exists).
+_GIVEN_RERANKER: ContextVar[Any] = ContextVar("core_rerank_given_reranker", default=None)
 
 
 class CoReRerank(BaseNodePostprocessor):
@@ -24,9 +32,9 @@ class CoReRerank(BaseNodePostprocessor):
     heads pay each node is its score. Scores are *relative within one call* (listwise): use
     them to order nodes, and treat ``score_threshold`` as a heuristic, not a probability.
 
-    The model is loaded once, in the constructor. To share one loaded model with another
-    reranker (e.g. the LangChain adapter) or with answer generation, build a
-    ``core_rerank.CoReReranker`` yourself and pass it as ``reranker=``.
+    The model is loaded once, in the constructor, from the loading settings. To share one
+    loaded model with the LangChain adapter or with answer generation, build a
+    ``core_rerank.CoReReranker`` yourself and wrap it: ``CoReRerank.from_reranker(reranker, top_n=5)``.
 
     Example::
 
@@ -38,43 +46,83 @@ class CoReRerank(BaseNodePostprocessor):
         )
     """
 
-    model: str = Field(default=DEFAULT_MODEL, description=(
-        "Model to rerank with: a registered offline name, a Hugging Face id, a local "
-        "checkpoint directory or a .gguf file."))
-    heads: Optional[str] = Field(default=None, description=(
-        "Head preset name or head-config JSON path; None picks the preset shipped for the model."))
-    method: str = Field(default="core", description="'core' (CoRe heads), 'qr' (QR heads) or 'icr' (all heads).")
-    top_n: Optional[int] = Field(default=5, ge=0, description="Number of nodes to return; None returns all.")
-    keep_retrieval_score: bool = Field(default=False, description=(
-        "Copy each node's retrieval score into metadata['retrieval_score'] (on a copy of the node)."))
-    metadata_mode: MetadataMode = Field(default=MetadataMode.EMBED, description=(
-        "Which metadata is included in the text that is reranked."))
-    device: Optional[str] = Field(default=None, description="Torch device; None picks cuda > mps > cpu.")
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description=(
+            "Model to rerank with: a registered offline name, a Hugging Face id, a local "
+            "checkpoint directory or a .gguf file."
+        ),
+    )
+    heads: str | HeadConfig | None = Field(
+        default=None,
+        description=(
+            "Head preset name, head-config JSON path or HeadConfig; None picks the preset shipped for the model."
+        ),
+    )
+    method: str | None = Field(
+        default=None,
+        description=(
+            "'core' (CoRe heads), 'qr' (QR heads) or 'icr' (all heads); None: the heads' method, else 'core'."
+        ),
+    )
+    top_n: int | None = Field(default=2, ge=0, description="Number of nodes to return; None returns all.")
+    keep_retrieval_score: bool = Field(
+        default=False,
+        description=("Copy each node's retrieval score into metadata['retrieval_score'] (on a copy of the node)."),
+    )
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED, description=("Which metadata is included in the text that is reranked.")
+    )
+    device: str | None = Field(default=None, description="Torch device; None picks cuda > mps > cpu.")
     dtype: str = Field(default="auto", description="'auto', 'bfloat16', 'float16' or 'float32'.")
-    num_layers_to_keep: Optional[Union[int, str]] = Field(default="auto", description=(
-        "'auto' loads only the layers the heads need; an int loads that many; None loads all "
-        "(needed to share the model with text generation)."))
-    max_doc_words: Optional[int] = Field(default=300, description="Each node's text is cut to this many words.")
-    score_threshold: Optional[float] = Field(default=None, description=(
-        "Drop nodes whose CoRe score is below this value. Scores are relative within one call."))
+    num_layers_to_keep: int | str | None = Field(
+        default=None,
+        description=(
+            "Decoder layers to build: None as many as the heads need; 'all' every layer (needed to "
+            "share the model with text generation); an int that many."
+        ),
+    )
+    max_doc_words: int | None = Field(
+        default=DEFAULT_MAX_DOC_WORDS, description=("Each node's text is cut to this many words.")
+    )
+    score_threshold: float | None = Field(
+        default=None,
+        description=("Drop nodes whose CoRe score is below this value. Scores are relative within one call."),
+    )
 
     _reranker: Any = PrivateAttr(default=None)
 
-    def __init__(self, reranker: Any = None, **kwargs: Any) -> None:
-        if reranker is not None:
-            if not callable(getattr(reranker, "score", None)):
-                raise TypeError("reranker must be a core_rerank.CoReReranker (with .score(query, documents))")
-            kwargs = settings_from_reranker(reranker, kwargs)
-        super().__init__(**kwargs)
-        if reranker is None:
-            from core_rerank import CoReReranker
+    def __init__(self, **data: Any) -> None:
+        if "reranker" in data:
+            raise TypeError("CoReRerank(reranker=...) is gone: use CoReRerank.from_reranker(reranker, top_n=...)")
+        given = _GIVEN_RERANKER.get()
+        super().__init__(**data)
+        # The model is loaded once, here (unless from_reranker hands one over), never per call.
+        self._reranker = given if given is not None else self._load()
 
-            reranker = CoReReranker.from_pretrained(
-                self.model, heads=self.heads, method=self.method,
-                num_layers_to_keep=self.num_layers_to_keep, device=self.device,
-                dtype=self.dtype, max_doc_words=self.max_doc_words,
+    @classmethod
+    def from_reranker(cls, reranker: Any, **settings: Any) -> "CoReRerank":
+        """A postprocessor around an already-built ``core_rerank.CoReReranker`` (no loading).
+
+        ``settings`` are this postprocessor's own (``top_n``, ``score_threshold``,
+        ``keep_retrieval_score``, ``metadata_mode``, ``callback_manager``); the loading
+        settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words) are
+        taken from the reranker, so ``to_dict()`` describes what runs.
+        """
+        if not callable(getattr(reranker, "rerank", None)):
+            raise TypeError("reranker must be a core_rerank.CoReReranker (with .rerank(query, documents))")
+        loading = sorted(set(settings) & set(LOADING_SETTINGS))
+        if loading:
+            raise TypeError(
+                f"from_reranker() takes the postprocessor's own settings; {', '.join(loading)} belong to "
+                "the reranker: set them in CoReReranker.from_pretrained(...)"
             )
-        self._reranker = reranker
+        described = {k: v for k, v in reranker.settings().items() if k in LOADING_SETTINGS}
+        token = _GIVEN_RERANKER.set(reranker)
+        try:
+            return cls(**described, **settings)
+        finally:
+            _GIVEN_RERANKER.reset(token)
 
     @classmethod
     def class_name(cls) -> str:
@@ -82,23 +130,40 @@ class CoReRerank(BaseNodePostprocessor):
 
     @property
     def reranker(self) -> Any:
-        """The underlying ``core_rerank.CoReReranker`` (share it with other components)."""
+        """The underlying ``core_rerank.CoReReranker`` (share it with other components).
+
+        Loaded again from the settings if it is missing (e.g. after unpickling)."""
+        if getattr(self, "_reranker", None) is None:
+            with _LOAD_LOCK:
+                if getattr(self, "_reranker", None) is None:
+                    self._reranker = self._load()
         return self._reranker
+
+    def _load(self) -> Any:
+        from core_rerank import CoReReranker
+
+        return CoReReranker.from_pretrained(
+            self.model,
+            heads=self.heads,
+            method=self.method,
+            num_layers_to_keep=self.num_layers_to_keep,
+            device=self.device,
+            dtype=self.dtype,
+            max_doc_words=self.max_doc_words,
+        )
 
     def _postprocess_nodes(
         self,
-        nodes: List[NodeWithScore],
-        query_bundle: Optional[QueryBundle] = None,
-    ) -> List[NodeWithScore]:
+        nodes: list[NodeWithScore],
+        query_bundle: QueryBundle | None = None,
+    ) -> list[NodeWithScore]:
         if query_bundle is None:
             raise ValueError("Missing query bundle in extra info.")
         if not query_bundle.query_str or not query_bundle.query_str.strip():
             raise ValueError("The query is empty: reranking needs a query with some text.")
         nodes = list(nodes)
         top_n = self.top_n if self.top_n is not None else len(nodes)
-        dispatcher.event(
-            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=self.model)
-        )
+        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n, model_name=self.model))
         if not nodes:
             dispatcher.event(ReRankEndEvent(nodes=[]))
             return []
@@ -113,15 +178,10 @@ class CoReRerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: top_n,
             },
         ) as event:
-            scores = self._reranker.score(query_bundle.query_str, texts)
-            reranked = [
-                NodeWithScore(node=self._node_for(n), score=float(s)) for n, s in zip(nodes, scores)
-            ]
-            if self.score_threshold is not None:
-                reranked = [n for n in reranked if n.score is not None and n.score >= self.score_threshold]
-            # Stable sort: ties keep retrieval order; a missing score sorts last.
-            reranked.sort(key=lambda n: -n.score if n.score is not None else float("inf"))
-            reranked = reranked[:top_n]
+            results = self.reranker.rerank(
+                query_bundle.query_str, texts, top_k=self.top_n, score_threshold=self.score_threshold
+            )
+            reranked = [NodeWithScore(node=self._node_for(nodes[r.index]), score=r.score) for r in results]
             event.on_end(payload={EventPayload.NODES: reranked})
 
         dispatcher.event(ReRankEndEvent(nodes=reranked))

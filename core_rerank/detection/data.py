@@ -17,13 +17,14 @@ dropped first) is skipped and counted, with its ``file:line`` and the reason.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import json
 import random
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..utils import file_sha256, join_title, open_text
 
 TEXT_FIELDS = ("paragraph_text", "text", "contents")
 QUERY_FIELDS = ("question", "query")
@@ -75,7 +76,7 @@ class ExampleSet:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Example]:
         return iter(self.examples)
 
     def summary(self, show: int = 5) -> str:
@@ -92,23 +93,6 @@ class ExampleSet:
 
 
 # ---------------------------------------------------------------------- JSONL (CoRe / ICR layout)
-def _open_text(path: Path):
-    with open(path, "rb") as handle:
-        magic = handle.read(2)
-    if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, "r", encoding="utf-8")
-
-
-def file_sha256(*paths: "str | Path") -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
 def _flag(value: Any, name: str, where: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -120,9 +104,10 @@ def _flag(value: Any, name: str, where: str) -> bool:
 
 
 def _document_text(title: Any, text: str, use_titles: bool) -> str:
+    """The document as the prompt shows it: whitespace runs collapsed, the title first."""
     text = " ".join(text.split())
-    if use_titles and isinstance(title, str) and title.strip():
-        return f"{' '.join(title.split())} {text}"
+    if use_titles and isinstance(title, str):
+        return join_title(" ".join(title.split()), text)
     return text
 
 
@@ -147,7 +132,7 @@ def read_jsonl_examples(
     if not path.is_file():
         raise FileNotFoundError(f"detection data file not found: {path}")
     result = ExampleSet(examples=[], source=str(path), sha256=file_sha256(path), kind="jsonl")
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if limit is not None and len(result.examples) >= limit:
                 break
@@ -164,7 +149,7 @@ def read_jsonl_examples(
                 if strict:
                     raise DetectionDataError(str(skipped))
                 result.skipped.append(skipped)
-            else:
+            elif example is not None:
                 result.examples.append(example)
     return result
 
@@ -202,8 +187,9 @@ def parse_record(
         if "is_positive" not in paragraph:
             raise DetectionDataError(f"{label} has no 'is_positive' flag")
         positive = _flag(paragraph["is_positive"], "'is_positive'", label)
-        negative = (_flag(paragraph["is_negative"], "'is_negative'", label)
-                    if "is_negative" in paragraph else not positive)
+        negative = (
+            _flag(paragraph["is_negative"], "'is_negative'", label) if "is_negative" in paragraph else not positive
+        )
         if positive and negative:
             raise DetectionDataError(f"{label} is flagged both positive and negative")
         if not text.strip():
@@ -247,7 +233,7 @@ def beir_examples(
     ``depth``. Queries with no relevant document in the corpus, or too few negatives, are
     skipped and counted.
     """
-    from . import datasets  # lazily: needs bm25s only when no run file is given
+    from .. import datasets  # lazily: needs bm25s only when no run file is given
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -261,14 +247,15 @@ def beir_examples(
         if not any(q in ranking for q in qrels):
             raise DetectionDataError(f"the run {run} has none of the {split} queries of {folder}")
     else:
-        judged = {q: queries[q] for q in qrels if queries.get(q)}
-        ranking = datasets.bm25_run(corpus, judged, k=depth).order
+        judged_queries = {q: queries[q] for q in qrels if queries.get(q)}
+        ranking = datasets.bm25_run(corpus, judged_queries, k=depth).order
     hashed = [corpus_file, folder / "queries.jsonl", folder / "qrels" / f"{split}.tsv"]
     if run is not None:
         hashed.append(Path(run))
     source = f"{folder} (qrels {split}, negatives from {'run ' + str(run) if run else f'BM25 top-{depth}'})"
-    result = ExampleSet(examples=[], source=source, sha256=file_sha256(*[p for p in hashed if p.is_file()]),
-                        kind="beir")
+    result = ExampleSet(
+        examples=[], source=source, sha256=file_sha256(*[p for p in hashed if p.is_file()]), kind="beir"
+    )
 
     def text_of(doc_id: str) -> str | None:
         doc = corpus.get(doc_id)
@@ -330,7 +317,7 @@ def as_examples(examples: Any, negatives: int | None = None) -> ExampleSet:
             notes.extend(more)
             if skip is not None:
                 skipped.append(skip)
-            else:
+            elif example is not None:
                 items.append(example)
         elif isinstance(item, Mapping):
             items.append(_from_simple_mapping(item, where, negatives))
@@ -378,7 +365,9 @@ def arrange(example: Example, slot: int) -> list[str]:
     return documents
 
 
-def iter_prompts(examples: Iterable[Example], positions: int, seed: int = 0):
+def iter_prompts(
+    examples: Iterable[Example], positions: int, seed: int = 0
+) -> Iterator[tuple[int, Example, list[str], int]]:
     """(example index, example, documents, positive index) for every prompt of a detection run."""
     rng = random.Random(seed)
     for index, example in enumerate(examples):

@@ -15,8 +15,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 Qrels = Mapping[str, Mapping[str, int]]
 RunScores = Mapping[str, Mapping[str, float]]
@@ -39,16 +39,16 @@ def ndcg_at_k(judged: Mapping[str, int], doc_scores: Mapping[str, float], k: int
     return dcg / idcg if idcg > 0 else 0.0
 
 
-def mrr_at_k(judged: Mapping[str, int], doc_scores: Mapping[str, float], k: int = 10,
-             relevance_level: int = 1) -> float:
+def mrr_at_k(
+    judged: Mapping[str, int], doc_scores: Mapping[str, float], k: int = 10, relevance_level: int = 1
+) -> float:
     for i, d in enumerate(trec_order(doc_scores)[:k]):
         if judged.get(d, 0) >= relevance_level:
             return 1.0 / (i + 1)
     return 0.0
 
 
-def recall_at_k(judged: Mapping[str, int], doc_scores: Mapping[str, float], k: int,
-                relevance_level: int = 1) -> float:
+def recall_at_k(judged: Mapping[str, int], doc_scores: Mapping[str, float], k: int, relevance_level: int = 1) -> float:
     relevant = {d for d, g in judged.items() if g >= relevance_level}
     if not relevant:
         return 0.0
@@ -59,10 +59,18 @@ def metric_names(recall_ks: Sequence[int] = (10, 100), ndcg_k: int = 10, mrr_k: 
     return [f"ndcg@{ndcg_k}", f"mrr@{mrr_k}"] + [f"recall@{k}" for k in recall_ks]
 
 
-def query_metrics(judged: Mapping[str, int], doc_scores: Mapping[str, float], recall_ks: Sequence[int] = (10, 100),
-                  relevance_level: int = 1, ndcg_k: int = 10, mrr_k: int = 10) -> dict[str, float]:
-    values = {f"ndcg@{ndcg_k}": ndcg_at_k(judged, doc_scores, ndcg_k),
-              f"mrr@{mrr_k}": mrr_at_k(judged, doc_scores, mrr_k, relevance_level)}
+def query_metrics(
+    judged: Mapping[str, int],
+    doc_scores: Mapping[str, float],
+    recall_ks: Sequence[int] = (10, 100),
+    relevance_level: int = 1,
+    ndcg_k: int = 10,
+    mrr_k: int = 10,
+) -> dict[str, float]:
+    values = {
+        f"ndcg@{ndcg_k}": ndcg_at_k(judged, doc_scores, ndcg_k),
+        f"mrr@{mrr_k}": mrr_at_k(judged, doc_scores, mrr_k, relevance_level),
+    }
     for k in recall_ks:
         values[f"recall@{k}"] = recall_at_k(judged, doc_scores, k, relevance_level)
     return values
@@ -89,8 +97,15 @@ class Evaluation:
     num_queries: int = 0
 
 
-def evaluate(qrels: Qrels, run: RunScores, recall_ks: Sequence[int] = (10, 100), relevance_level: int = 1,
-             queries: Iterable[str] | None = None, ndcg_k: int = 10, mrr_k: int = 10) -> Evaluation:
+def evaluate(
+    qrels: Qrels,
+    run: RunScores,
+    recall_ks: Sequence[int] = (10, 100),
+    relevance_level: int = 1,
+    queries: Iterable[str] | None = None,
+    ndcg_k: int = 10,
+    mrr_k: int = 10,
+) -> Evaluation:
     """Metrics of ``run`` ``{qid: {doc_id: score}}`` against ``qrels`` ``{qid: {doc_id: grade}}``.
 
     ``queries``: the judged queries to average over (default: every query in ``qrels``).

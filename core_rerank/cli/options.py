@@ -1,0 +1,88 @@
+"""Command-line options shared by every command that loads a model, defined once."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
+
+METHODS = ("core", "qr", "icr")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model --device --dtype --max-doc-words --threads``: which model, where, how documents are cut."""
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"registered offline name, hub id, local directory or .gguf file (default: {DEFAULT_MODEL})",
+    )
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
+    parser.add_argument(
+        "--max-doc-words",
+        type=int,
+        default=DEFAULT_MAX_DOC_WORDS,
+        help=f"cut each document to its first N words (default: {DEFAULT_MAX_DOC_WORDS})",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch CPU threads (on a busy shared CPU, 1 avoids oversubscription)"
+    )
+
+
+def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--heads --method --num-layers-to-keep --max-length``: which heads score, and how much is built."""
+    parser.add_argument("--heads", help="head preset name or JSON file (default: the model's preset for --method)")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        help="core (CoRe heads), qr (QR heads) or icr (all heads); default: the --heads file's method, else core",
+    )
+    parser.add_argument(
+        "--num-layers-to-keep",
+        type=_layers,
+        default=None,
+        help="decoder layers to build: a number, or 'all'; default: only the layers the heads need",
+    )
+    parser.add_argument(
+        "--max-length", type=int, help="token budget of one prompt (default: the model's context, capped at 32768)"
+    )
+
+
+def _layers(text: str) -> "int | str":
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of layers or 'all', got {text!r}") from None
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` to torch (no-op when not given)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def reranker_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``CoReReranker.from_pretrained`` keyword arguments that the parsed options give."""
+    return dict(
+        model_name_or_path=args.model,
+        heads=args.heads,
+        method=args.method,
+        num_layers_to_keep=args.num_layers_to_keep,
+        device=args.device,
+        dtype=args.dtype,
+        max_doc_words=args.max_doc_words,
+        max_length=args.max_length,
+    )
+
+
+def load_reranker(args: argparse.Namespace) -> Any:
+    """A ``CoReReranker`` built from the parsed model and reranker options (threads applied first)."""
+    from ..reranker import CoReReranker
+
+    set_threads(args)
+    return CoReReranker.from_pretrained(**reranker_settings(args))

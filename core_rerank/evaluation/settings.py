@@ -1,0 +1,37 @@
+"""The settings of one evaluation run (what ``core-rerank eval`` options become)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
+from .plan import ALL_METHODS
+
+
+@dataclass
+class EvalSettings:
+    model: str = DEFAULT_MODEL
+    data_dir: str = "."
+    split: str = "test"
+    run_file: str | None = None
+    depth: int = 20
+    methods: tuple[str, ...] = ALL_METHODS
+    heads: Any = None  # core heads (preset, path, HeadConfig) or None for the preset
+    qr_heads: Any = None
+    compare_heads: tuple[tuple[str, Any], ...] = ()  # (name, head set) pairs, each an extra CoRe-R entry
+    head_scores: str | None = None  # score table for core ("layer-head" -> score)
+    qr_head_scores: str | None = None
+    sweep_num_heads: tuple[Any, ...] = ()
+    prune: tuple[float, ...] = ()
+    max_queries: int | None = None
+    device: str | None = None
+    dtype: str = "auto"
+    max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS
+    max_length: int | None = None
+    relevance_level: int = 1
+    recall_ks: tuple[int, ...] | None = None
+    save_scores: bool = True
+    progress: bool = True
+    one_pass: bool = False  # score every entry from one all-heads pass per query
+    extra: dict[str, Any] = field(default_factory=dict)
