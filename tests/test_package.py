@@ -51,7 +51,7 @@ def test_cli_heads_show_lists_and_prints_presets(capsys):
 def test_cli_has_every_command_and_one_set_of_model_options():
     parser = cli.build_parser()
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert {"rerank", "heads", "models", "detect", "eval"} <= set(commands.choices)
+    assert {"rerank", "heads", "models", "detect", "eval", "serve", "rerank-run"} <= set(commands.choices)
     for name in ("rerank", "detect", "eval"):
         flags = {flag for action in commands.choices[name]._actions for flag in action.option_strings}
         assert {"--model", "--device", "--dtype", "--max-doc-words", "--threads"} <= flags, name

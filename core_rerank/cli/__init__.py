@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import detect, evaluate, heads, models, rerank
+from . import detect, evaluate, heads, models, rerank, rerank_run, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect.register(commands)
     detect.register_heads_actions(heads_group)
     evaluate.register(commands)
+    rerank_run.register(commands)
+    serve.register(commands)
     models.register(commands)
     return parser
 

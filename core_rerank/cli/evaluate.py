@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .options import add_model_arguments, set_threads
+from .options import add_model_arguments, add_worker_arguments, check_ray_installed, set_threads
 
 
 def register(commands: Any) -> None:
@@ -17,6 +17,7 @@ def register(commands: Any) -> None:
         "MRR@10, Recall@k, time per query and peak memory.",
     )
     add_model_arguments(p)
+    add_worker_arguments(p)
     p.add_argument("--max-length", type=int, help="token budget of one prompt")
     p.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv)")
     p.add_argument("--split", default="test")
@@ -87,6 +88,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     set_threads(args)
+    check_ray_installed(args)
     settings = EvalSettings(
         model=args.model,
         data_dir=args.data,
@@ -111,6 +113,10 @@ def run_eval(args: argparse.Namespace) -> int:
         save_scores=not args.no_scores,
         progress=not args.quiet,
         one_pass=args.one_pass,
+        workers=args.workers,
+        threads_per_worker=args.threads_per_worker or args.threads,
+        ray_address=args.ray_address,
+        gpus_per_worker=args.gpus_per_worker,
         extra={"cli_args": {k: v for k, v in vars(args).items() if k != "func"}},
     )
     results = run_evaluation(

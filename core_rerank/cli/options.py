@@ -86,3 +86,28 @@ def load_reranker(args: argparse.Namespace) -> Any:
 
     set_threads(args)
     return CoReReranker.from_pretrained(**reranker_settings(args))
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers --threads-per-worker --gpus-per-worker --ray-address``: where the scoring runs."""
+    parser.add_argument(
+        "--workers", type=int, default=1, help="model replicas; 1 runs in this process, more run a Ray Data actor pool"
+    )
+    parser.add_argument(
+        "--threads-per-worker", type=int, help="torch threads (and Ray CPUs) per worker (default: --threads, else 1)"
+    )
+    parser.add_argument("--gpus-per-worker", type=float, default=0, help="GPUs per Ray worker (e.g. 1 or 0.5)")
+    parser.add_argument("--ray-address", help="an existing Ray cluster ('auto' finds the local one); implies Ray")
+
+
+def check_ray_installed(args: argparse.Namespace) -> None:
+    """``--workers N > 1`` (or a Ray address or GPUs per worker) needs the ``ray`` extra: say so early."""
+    if args.workers < 1:
+        raise ValueError("--workers must be >= 1")
+    if args.workers > 1 or args.ray_address or args.gpus_per_worker:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            from ..rerank_job import RAY_INSTALL_HINT
+
+            raise ImportError(f"--workers {args.workers}: {RAY_INSTALL_HINT}") from None

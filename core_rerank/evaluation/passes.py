@@ -15,6 +15,7 @@ from .memory import MemoryMeter
 from .plan import EntrySpec
 from .results_file import json_float
 from .settings import EvalSettings
+from .workers import layers_built, score_queries_on_workers, uses_workers
 
 ONE_PASS_NOTE = "[one shared pass: time and memory are the pass's]"
 
@@ -43,8 +44,18 @@ def score_entry(
     todo: Sequence[str],
     meter_device: str,
     save: Callable[[], None],
+    num_hidden_layers: int | None = None,
 ) -> None:
-    """Score the ``todo`` queries of one entry with its own reranker, metering its peak memory."""
+    """Score the ``todo`` queries of one entry with its own reranker, metering its peak memory
+    (or on a pool of workers, ``settings.workers > 1``: no memory figure then)."""
+    if uses_workers(settings):
+        entry["num_layers_built"] = layers_built(spec, num_hidden_layers)
+        entry["workers"] = settings.workers
+        entry["memory_measure"] = "not measured: scored on Ray workers"
+        for qid, _, scores, seconds in score_queries_on_workers(settings, spec, data, todo):
+            entry["per_query"][qid] = {"time_s": round(seconds, 4), "scores": [json_float(s) for s in scores]}
+            save()
+        return
     meter = MemoryMeter(meter_device)
     meter.start()
     load_start = time.perf_counter()

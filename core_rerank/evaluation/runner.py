@@ -22,6 +22,7 @@ from .passes import ONE_PASS_NOTE, score_entry, score_in_one_pass
 from .plan import ALL_METHODS, EntrySpec, load_score_table, plan_entries
 from .results_file import RESULTS_FORMAT, RESULTS_VERSION, read_results, run_versions, write_results
 from .settings import EvalSettings
+from .workers import uses_workers
 
 RESUME_KEYS = ("model", "data_dir", "split", "run", "depth", "dtype", "max_doc_words", "max_length")
 
@@ -30,6 +31,8 @@ def run_evaluation(
     settings: EvalSettings, out: str | Path | None = None, resume: bool = True, log: Callable[[str], Any] = print
 ) -> dict[str, Any]:
     """Run every planned entry on the same candidates; write/resume ``out`` (JSON)."""
+    if settings.one_pass and uses_workers(settings):
+        raise ValueError("--one-pass runs one shared model in this process; it does not combine with --workers")
     from .. import loading
     from ..reranker import resolve_heads
 
@@ -181,7 +184,7 @@ def run_evaluation(
             save(force=True)
             continue
         if todo:
-            score_entry(settings, spec, entry, data, todo, meter_device, save)
+            score_entry(settings, spec, entry, data, todo, meter_device, save, num_layers)
         _summarise(entry, data, qids, candidates, recall_ks, settings.relevance_level, first_stage=False)
         save(force=True)
 

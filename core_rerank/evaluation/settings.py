@@ -34,4 +34,8 @@ class EvalSettings:
     save_scores: bool = True
     progress: bool = True
     one_pass: bool = False  # score every entry from one all-heads pass per query
+    workers: int = 1  # > 1: each entry's queries go to a Ray Data actor pool (evaluation.workers)
+    threads_per_worker: int | None = None
+    ray_address: str | None = None
+    gpus_per_worker: float = 0
     extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,110 @@
+"""Request and response bodies of the rerank dialects the server speaks.
+
+Field names follow the services they imitate (``docs/serving.md`` in the shared notes):
+Cohere v1 = Jina = vLLM on ``/v1/rerank`` and ``/rerank``, Cohere v2 on ``/v2/rerank``, and
+Hugging Face TEI on ``/rerank`` when the body has ``texts``. Requests are validated strictly
+(``"3"`` is not a number, ``1.5`` is not an integer); fields a client sends that no dialect here
+uses are ignored, so that every client's extras pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+def _check_query(value: str) -> str:
+    if not value.strip():
+        raise ValueError("query is empty: reranking needs a query with some text")
+    return value
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
+    model: str | None = None
+    query: str
+    top_n: int | None = Field(default=None, description="documents returned; 0 or absent: all")
+
+    _query_has_text = field_validator("query")(_check_query)
+
+    @field_validator("top_n")
+    @classmethod
+    def _top_n_not_negative(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError("top_n must be >= 0 (0 or absent returns every document)")
+        return value
+
+
+class RerankRequest(_Request):
+    """Cohere v1, Jina and vLLM (``POST /v1/rerank``, ``POST /rerank``)."""
+
+    documents: list[str | dict[str, Any]]
+    return_documents: bool | None = None
+    rank_fields: list[str] | None = None
+    max_chunks_per_doc: int | None = None  # accepted for Cohere v1 clients; no chunking here
+    max_tokens_per_doc: int | None = Field(default=None, gt=0)
+
+
+class RerankRequestV2(_Request):
+    """Cohere v2 (``POST /v2/rerank``)."""
+
+    documents: list[str | dict[str, Any]]
+    max_tokens_per_doc: int | None = Field(default=4096, gt=0)
+    return_documents: bool | None = None
+
+
+class TEIRerankRequest(BaseModel):
+    """Hugging Face text-embeddings-inference (``POST /rerank`` with ``texts``)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    query: str
+    texts: list[str]
+    truncate: bool | None = False
+    truncation_direction: Literal["Left", "Right", "left", "right"] = "Right"
+    raw_scores: bool = False
+    return_text: bool = False
+
+    _query_has_text = field_validator("query")(_check_query)
+
+
+def document_text(doc: Any, index: int, rank_fields: list[str] | None = None) -> str:
+    """The text scored for one request document (a string, or an object's ``text`` or
+    ``rank_fields``, Cohere v1's way of ranking structured documents: ``"field: value"`` lines)."""
+    if isinstance(doc, str):
+        return doc
+    if rank_fields:
+        missing = [f for f in rank_fields if f not in doc]
+        if missing:
+            raise ValueError(f"documents.{index}: has no field {missing[0]!r} named in rank_fields")
+        return "\n".join(f"{f}: {_field_text(doc[f])}" for f in rank_fields)
+    text = doc.get("text")
+    if not isinstance(text, str):
+        raise ValueError(
+            f'documents.{index}: a document object needs a "text" string (or name its fields in rank_fields)'
+        )
+    return text
+
+
+def _field_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+_UNION_MEMBERS = ("str", "dict[str,any]")
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One readable line per problem: ``documents.3: Input should be a valid string``."""
+    lines = []
+    for item in error.errors(include_url=False):
+        loc = item.get("loc", ())
+        location = ".".join(str(p) for p in loc if p not in _UNION_MEMBERS)
+        message = item.get("msg", "invalid value")
+        if loc and loc[-1] in _UNION_MEMBERS:
+            message = 'a document must be a string or an object with a "text" string'
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        if item.get("type") == "missing":
+            message = "field required"
+        lines.append(f"{location}: {message}" if location else message)
+    return "; ".join(dict.fromkeys(lines))

@@ -1,0 +1,114 @@
+"""One model, one worker thread, a bounded queue in front of it.
+
+Requests wait their turn for the single model thread (so forward passes never overlap on one
+model, and the event loop never runs one: ``/health`` answers during a long rerank). At most
+``max_queue`` requests wait behind the one running; one more is refused at once with
+:class:`QueueFull` (the app answers 503 with ``Retry-After``). A request whose ``timeout_s``
+passes is answered with :class:`RequestTimeout`; if it had not started, it never runs.
+
+Request batching (scoring requests that arrive together in one padded forward) is not done:
+on CPU a padded batch of 4 five-document prompts ran at 0.83x the speed of the same prompts one
+by one (``benchmarks/serve_batching.py``); a second replica is the way to use a second core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class QueueFull(Exception):
+    """The queue is full; ``retry_after`` is a guess, in whole seconds, of when it drains."""
+
+    def __init__(self, depth: int, limit: int, retry_after: int):
+        super().__init__(
+            f"the server is busy: {depth} requests are waiting (the queue holds at most "
+            f"{limit}); retry after {retry_after} s"
+        )
+        self.retry_after = retry_after
+
+
+class RequestTimeout(Exception):
+    """The request did not finish within its time limit."""
+
+
+class ModelWorker:
+    """Runs model jobs one at a time on a dedicated thread, behind a bounded queue."""
+
+    def __init__(self, lock: Any = None, max_queue: int = 64, timeout_s: float | None = 120.0):
+        if max_queue < 0:
+            raise ValueError("max_queue must be >= 0")
+        self.max_queue = max_queue
+        self.timeout_s = timeout_s
+        self._model_lock = lock if lock is not None else contextlib.nullcontext()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="core-rerank-model")
+        self._count_lock = threading.Lock()
+        self._pending = 0  # submitted and not finished (the running one included)
+        self._running = False
+        self._mean_s = 0.0  # moving average of job time, for Retry-After
+        self.completed = 0
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the model (not counting the one running)."""
+        with self._count_lock:
+            return self._pending - (1 if self._running else 0)
+
+    @property
+    def in_flight(self) -> int:
+        with self._count_lock:
+            return self._pending
+
+    async def run(self, job: Callable[[], T], timeout_s: float | None = None) -> T:
+        """Run ``job`` on the model thread; raises QueueFull, RequestTimeout or the job's error."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s if timeout_s else math.inf
+        with self._count_lock:
+            if self._pending >= self.max_queue + 1:
+                waiting = self._pending - 1
+                raise QueueFull(waiting, self.max_queue, max(1, math.ceil(self._mean_s * self._pending)))
+            self._pending += 1
+        try:
+            future = self._executor.submit(self._call, job, deadline)
+        except RuntimeError:  # shut down
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), timeout=timeout_s or None)
+        except asyncio.TimeoutError:
+            future.cancel()  # not started yet: it will never run
+            raise RequestTimeout(
+                f"the request did not finish within {timeout_s:g} s ({self.queue_depth} requests were waiting)"
+            ) from None
+
+    def _call(self, job: Callable[[], T], deadline: float) -> T:
+        if time.monotonic() > deadline:
+            raise RequestTimeout("timed out while waiting in the queue")
+        with self._count_lock:
+            self._running = True
+        start = time.perf_counter()
+        try:
+            with self._model_lock:
+                return job()
+        finally:
+            elapsed = time.perf_counter() - start
+            with self._count_lock:
+                self._running = False
+                self._mean_s = elapsed if not self.completed else 0.8 * self._mean_s + 0.2 * elapsed
+                self.completed += 1
+
+    def _finished(self, _future: "Future[Any] | None") -> None:
+        with self._count_lock:
+            self._pending -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,63 @@
+"""The app around a stand-in reranker (no model): fast checks of routing and edge cases."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from fastapi.testclient import TestClient
+
+from core_rerank.serving import create_app
+
+
+class FakeReranker:
+    """Scores a document by its length; raises on the document "boom"."""
+
+    model_id = "fake-model"
+    tokenizer = None
+    lock = None
+
+    def rerank(self, query, documents):
+        if "boom" in documents:
+            raise RuntimeError("boom")
+        scores = [float(len(d)) if d else float("-inf") for d in documents]
+        order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
+        return [SimpleNamespace(index=i, score=scores[i]) for i in order]
+
+
+def client(**kwargs) -> TestClient:
+    return TestClient(create_app(FakeReranker(), **kwargs), raise_server_exceptions=False)
+
+
+def test_a_bug_is_a_json_500_and_the_server_keeps_serving():
+    c = client()
+    response = c.post("/v1/rerank", json={"query": "q", "documents": ["boom"]})
+    assert response.status_code == 500 and "boom" in response.json()["message"]
+    assert c.post("/v1/rerank", json={"query": "q", "documents": ["a"]}).status_code == 200
+
+
+def test_empty_document_scores_zero_and_raw_null():
+    body = client().post("/v1/rerank", json={"query": "q", "documents": ["", "abc", "a"]}).json()
+    assert [(r["index"], r["relevance_score"], r["raw_score"]) for r in body["results"]] == [
+        (1, 1.0, 3.0),
+        (2, 0.0, 1.0),
+        (0, 0.0, None),
+    ]
+
+
+def test_rank_fields_top_n_and_aliases():
+    c = client(model_names=["my-reranker"])
+    docs = [{"title": "long title here", "body": "x"}, {"title": "t", "body": "much longer body"}]
+    body = c.post(
+        "/v1/rerank",
+        json={"model": "FAKE-MODEL", "query": "q", "documents": docs, "rank_fields": ["title", "body"], "top_n": 1},
+    ).json()
+    assert [r["index"] for r in body["results"]] == [1] and body["model"] == "my-reranker"
+    assert body["results"][0]["document"]["body"] == "much longer body"
+    assert [m["id"] for m in c.get("/v1/models").json()["data"]] == ["my-reranker", "fake-model"]
+
+
+def test_bearer_scheme_is_case_insensitive_and_health_is_open():
+    c = client(api_key="k")
+    assert c.get("/health").status_code == 200
+    assert c.get("/v1/models", headers={"Authorization": "bearer k"}).status_code == 200
+    assert c.get("/v1/models", headers={"Authorization": "Bearer k2"}).status_code == 401
