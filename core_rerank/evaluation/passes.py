@@ -21,19 +21,10 @@ ONE_PASS_NOTE = "[one shared pass: time and memory are the pass's]"
 
 
 def build_reranker(settings: EvalSettings, spec: EntrySpec) -> Any:
-    """The reranker of one entry: its heads, method and layers, the run's model settings."""
+    """The reranker of one entry, built in this process."""
     from ..reranker import CoReReranker
 
-    return CoReReranker.from_pretrained(
-        settings.model,
-        heads=spec.heads,
-        method=spec.method,
-        num_layers_to_keep=spec.num_layers_to_keep,
-        device=settings.device,
-        dtype=settings.dtype,
-        max_doc_words=settings.max_doc_words,
-        max_length=settings.max_length,
-    )
+    return CoReReranker.from_pretrained(**settings.reranker_kwargs(spec))
 
 
 def score_entry(

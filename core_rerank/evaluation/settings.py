@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
-from .plan import ALL_METHODS
+from .plan import ALL_METHODS, EntrySpec
 
 
 @dataclass
@@ -39,3 +39,17 @@ class EvalSettings:
     ray_address: str | None = None
     gpus_per_worker: float = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def reranker_kwargs(self, spec: EntrySpec) -> dict[str, Any]:
+        """``CoReReranker.from_pretrained`` keyword arguments of one entry: its heads, method and
+        layers, this run's model settings (built in this process or on a worker)."""
+        return dict(
+            model_name_or_path=self.model,
+            heads=spec.heads,
+            method=spec.method,
+            num_layers_to_keep=spec.num_layers_to_keep,
+            device=self.device,
+            dtype=self.dtype,
+            max_doc_words=self.max_doc_words,
+            max_length=self.max_length,
+        )

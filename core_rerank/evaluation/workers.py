@@ -47,19 +47,7 @@ def score_queries_on_workers(
             continue
         documents = [join_title(d["title"], d["text"]) for d in candidate_documents(data, candidates[qid])]
         items.append({"query_id": qid, "query": data.queries[qid], "doc_ids": candidates[qid], "documents": documents})
-    scorer = ScorerSettings(
-        reranker=dict(
-            model_name_or_path=settings.model,
-            heads=spec.heads,
-            method=spec.method,
-            num_layers_to_keep=spec.num_layers_to_keep,
-            device=settings.device,
-            dtype=settings.dtype,
-            max_doc_words=settings.max_doc_words,
-            max_length=settings.max_length,
-        ),
-        threads=settings.threads_per_worker,
-    )
+    scorer = ScorerSettings(reranker=settings.reranker_kwargs(spec), threads=settings.threads_per_worker)
     bar = progress_bar(len(items), f"{spec.label} ({settings.workers} workers)", unit="q", enabled=settings.progress)
     try:
         for result in score_queries(
