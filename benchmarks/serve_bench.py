@@ -57,7 +57,8 @@ class Server:
         cmd = [
             sys.executable,
             "-m",
-            "core_rerank.cli.serve",
+            "core_rerank.cli",
+            "serve",
             "--model",
             MODEL,
             "--device",

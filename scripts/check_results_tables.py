@@ -285,6 +285,18 @@ LEVELS = (1, 2, 4, 8, 16, 32, 64)
 # (where the table is: headings/lines searched in order, first table after the last; its rows,
 #  without the separator line; with_header: the first row is the table's header)
 TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
+    (
+        ["### 300-word documents", "TREC DL19 (`results/dl19_depth20_w300.json`)"],
+        lambda: main_table("dl19_depth20_w300.json", main_methods("dl19_depth20_w300.json"), "nmRtLq"),
+        False,
+    ),
+    (
+        ["### 300-word documents", "SciFact test, first 50 judged queries"],
+        lambda: main_table(
+            "scifact_first50_depth20_w300.json", main_methods("scifact_first50_depth20_w300.json"), "nmRtLq"
+        ),
+        False,
+    ),
     (["## Summary"], summary_table, False),
     (
         ["### Gemma 3 270M (base model, no chat template)"],

@@ -165,10 +165,3 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
     return value
-
-
-if __name__ == "__main__":  # python -m core_rerank.cli.serve ... (the same as core-rerank serve ...)
-    parser = argparse.ArgumentParser(prog="core-rerank")
-    register(parser.add_subparsers())
-    namespace = parser.parse_args(["serve", *sys.argv[1:]])
-    sys.exit(namespace.func(namespace))

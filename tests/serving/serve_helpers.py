@@ -26,13 +26,7 @@ def free_port() -> int:
 
 def serve_command() -> list[str]:
     """``core-rerank serve`` through the package's own CLI entry point."""
-    from core_rerank.cli import build_parser
-
-    parser = build_parser()
-    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    if "serve" in commands.choices:
-        return [sys.executable, "-m", "core_rerank.cli", "serve"]
-    return [sys.executable, "-m", "core_rerank.cli.serve"]  # before the command is registered
+    return [sys.executable, "-m", "core_rerank.cli", "serve"]
 
 
 class ServerProcess:
