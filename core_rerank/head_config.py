@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .utils import text_config
+from .windows import MIN_WINDOW_TOKENS
 
 FORMAT = "core-rerank/heads"
 FORMAT_VERSION = 1
@@ -51,6 +52,9 @@ class ScoringSettings(BaseModel):
     # heads were found with 1/sqrt(head_dim) instead of Granite's attention multiplier).
     logit_scale: float | None = None
     outlier_std: float | None = 2.0
+    # Document tokens per prompt window (core_rerank.windows). None: every candidate in one
+    # prompt while the list fits max_length (the paper's setting).
+    window_tokens: int | None = Field(default=None, ge=MIN_WINDOW_TOKENS)
 
 
 class Provenance(BaseModel):

@@ -114,6 +114,7 @@ def rerank_dataset(
     dtype: str = "auto",
     max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS,
     max_length: int | None = None,
+    window_tokens: int | str | None = "auto",
     num_layers_to_keep: int | str | None = None,
     scorer: ScorerSettings | None = None,
 ) -> Any:
@@ -137,6 +138,7 @@ def rerank_dataset(
                 dtype=dtype,
                 max_doc_words=max_doc_words,
                 max_length=max_length,
+                window_tokens=window_tokens,
                 num_layers_to_keep=num_layers_to_keep,
             )
         )

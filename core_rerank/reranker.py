@@ -13,7 +13,7 @@ from .head_config import METHODS, HeadConfig, HeadConfigError, resolve_heads
 from .prompt import PreparedPrompt, PromptBuilder, check_documents, check_query, document_texts, truncate_words
 from .scoring import sum_heads
 from .utils import DEFAULT_MAX_DOC_WORDS, text_config
-from .windows import MARKER_TOKENS, plan_windows
+from .windows import WindowPlan, check_window_tokens, plan_prompt_windows
 
 __all__ = ["DEFAULT_MAX_DOC_WORDS", "METHODS", "CoReReranker", "RerankResult", "resolve_heads"]
 
@@ -50,6 +50,10 @@ class CoReReranker:
 
     ``method``: ``"core"``, ``"qr"`` or ``"icr"``; ``None`` takes the method of ``heads`` (or
     ``"core"`` without heads). A method that contradicts the given heads is a ``ValueError``.
+    ``window_tokens``: document tokens per prompt window (see ``core_rerank.windows``);
+    ``"auto"`` takes the heads' ``scoring.window_tokens`` (the shipped small-model presets set
+    one, measured on training data); ``None`` puts every candidate in one prompt while the list
+    fits ``max_length`` (the paper's setting). The attribute may be changed between calls.
     ``lock`` is the re-entrant lock held for every forward pass: hold it to run something else
     on the shared model (e.g. generation) without interleaving with reranking.
     """
@@ -63,6 +67,7 @@ class CoReReranker:
         max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS,
         max_length: int | None = None,
         model_id: str | None = None,
+        window_tokens: "int | str | None" = "auto",
     ):
         from . import capture
 
@@ -84,6 +89,9 @@ class CoReReranker:
         self.max_doc_words = max_doc_words
         context = getattr(decoder_config, "max_position_embeddings", None) or MAX_LENGTH_CAP
         self.max_length = int(max_length) if max_length else min(context, MAX_LENGTH_CAP)
+        self.window_tokens = check_window_tokens(
+            self.heads.scoring.window_tokens if window_tokens == "auto" else window_tokens
+        )
         self.builder = PromptBuilder(tokenizer, null_query=self.heads.scoring.null_query)
         capture.install(model)
         self._decoder = model.base_model
@@ -105,6 +113,7 @@ class CoReReranker:
         device_map: Any = None,
         max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS,
         max_length: int | None = None,
+        window_tokens: "int | str | None" = "auto",
         revision: str | None = None,
         cache_dir: str | None = None,
         local_files_only: bool = False,
@@ -121,7 +130,8 @@ class CoReReranker:
         ``num_layers_to_keep``: how many leading decoder layers to build. ``None`` builds as
         many as the heads need (the config's own ``num_layers_to_keep`` if set, else the deepest
         selected layer + 1; every layer for ICR); ``"all"`` builds every layer (needed to also
-        generate text with the model); an int builds that many.
+        generate text with the model); an int builds that many. ``window_tokens``: document
+        tokens per prompt window, ``"auto"`` (the heads' setting) or ``None`` (one prompt).
         """
         from . import loading
 
@@ -152,6 +162,7 @@ class CoReReranker:
             max_doc_words=max_doc_words,
             max_length=max_length,
             model_id=source.model_ids[0],
+            window_tokens=window_tokens,
         )
 
     @property
@@ -161,7 +172,8 @@ class CoReReranker:
     def settings(self) -> dict[str, Any]:
         """The ``from_pretrained`` arguments that describe this reranker: ``model`` (its model
         id), ``heads`` (the ``HeadConfig``), ``method``, ``device``, ``dtype``,
-        ``num_layers_to_keep`` (the decoder layers built), ``max_doc_words`` and ``max_length``."""
+        ``num_layers_to_keep`` (the decoder layers built), ``max_doc_words``, ``max_length`` and
+        ``window_tokens``."""
         dtype = getattr(self.model, "dtype", None)
         return {
             "model": self.model_id,
@@ -172,6 +184,7 @@ class CoReReranker:
             "num_layers_to_keep": self._num_layers,
             "max_doc_words": self.max_doc_words,
             "max_length": self.max_length,
+            "window_tokens": self.window_tokens,
         }
 
     # ------------------------------------------------------------------ prompts
@@ -199,8 +212,10 @@ class CoReReranker:
         """One score per document, in input order (higher is more relevant).
 
         Identical texts share one slot in the prompt and get the same score. An empty (or
-        whitespace-only) document gets ``-inf`` and is not put in the prompt. Lists that do
-        not fit ``max_length`` are split into balanced windows (see ``core_rerank.windows``).
+        whitespace-only) document gets ``-inf`` and is not put in the prompt. The candidates
+        are split into windows of ``window_tokens`` document tokens (and any list that does not
+        fit ``max_length``), each scored as its own prompt (see ``windows`` and
+        ``core_rerank.windows``).
         """
         return self._score(query, documents, {None: None})[None]
 
@@ -227,28 +242,25 @@ class CoReReranker:
                 )
         return self._score(query, documents, subsets)
 
+    def windows(self, query: str, documents: Sequence[Any]) -> list[list[int]]:
+        """The prompt windows ``score`` would run: lists of input indices, each window's
+        documents in input order. Empty documents are in none; identical texts share a slot."""
+        return self._plan(check_query(query), documents).input_windows()
+
+    def _plan(self, query: str, documents: Sequence[Any]) -> WindowPlan:
+        texts = [truncate_words(t, self.max_doc_words) for t in document_texts(documents)]
+        return plan_prompt_windows(self.builder, query, texts, self.max_length, self.window_tokens)
+
     def _score(self, query: str, documents: Sequence[Any], subsets: Mapping[Any, Any]) -> dict[Any, list[float]]:
         query = check_query(query)
-        texts = [truncate_words(t, self.max_doc_words) for t in document_texts(documents)]
-        scores = {name: [float("-inf")] * len(texts) for name in subsets}
-        unique: dict[str, list[int]] = {}
-        for index, text in enumerate(texts):
-            if text:
-                unique.setdefault(text, []).append(index)
-        if not unique:
-            return scores
-        keys = list(unique)
-        capacity = self.max_length - self.builder.overhead_tokens(query)
-        if capacity < MARKER_TOKENS + 16:
-            raise ValueError(f"max_length={self.max_length} leaves no room for documents next to this query")
-        slots = self._fit_long_documents(keys, capacity)
-        counts = self.builder.count_tokens(slots)
+        scores = {name: [float("-inf")] * len(documents) for name in subsets}
+        plan = self._plan(query, documents)
         with self.lock:
-            for window in plan_windows(counts, capacity):
-                prepared = self.builder.prepare(query, [slots[i] for i in window])
+            for window in plan.windows:
+                prepared = self.builder.prepare(query, [plan.slots[i] for i in window])
                 for name, values in self._score_prepared(prepared, subsets).items():
                     for slot, value in zip(window, values):
-                        for index in unique[keys[slot]]:
+                        for index in plan.indices[slot]:
                             scores[name][index] = value
         return scores
 
@@ -339,18 +351,6 @@ class CoReReranker:
         return await asyncio.to_thread(self.score, query, documents)
 
     # ------------------------------------------------------------------ internals
-    def _fit_long_documents(self, texts: list[str], capacity: int) -> list[str]:
-        """Cut (by tokens) any document that cannot fit a prompt even on its own."""
-        limit = capacity - MARKER_TOKENS - 8
-        counts = self.builder.count_tokens(texts)
-        fitted = []
-        for text, count in zip(texts, counts):
-            if count > limit:
-                offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-                text = text[: offsets[limit - 1][1]]
-            fitted.append(text)
-        return fitted
-
     def token_scores(self, prepared: PreparedPrompt) -> Any:
         """Calibrated per-token scores ``c_j`` (a float64 numpy array over the shared prefix)."""
         import torch

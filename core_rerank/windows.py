@@ -1,17 +1,31 @@
-"""Splitting a candidate list that does not fit one prompt into balanced windows.
+"""Splitting a candidate list into prompt windows of balanced size.
+
+A list is split when it does not fit one prompt (``max_length``), or into windows of
+``window_tokens`` document tokens when that is set (the shipped small-model presets set it:
+those models rank better in short prompts, docs/results.md "Prompt windows").
 
 Attention scores are listwise: a document's calibrated mass depends on what else shares its
 prompt. To keep scores comparable across windows, the windows are made alike: about the same
 number of document tokens each (so attention is spread over the same amount of text), and
 filled by dealing documents in first-stage order to the emptiest window (so every window gets
 a similar mix of strong and weak candidates, not rank 1-20 in one and 81-100 in another).
-Inside a window, documents keep their first-stage order.
+Inside a window, documents keep their first-stage order. Raw scores from different windows
+are compared as they are (standardising them per window measured worse for CoRe-R and no
+better for QR-R, docs/results.md "Prompt windows").
+
+The deal is also why windows help a first-stage-ordered list: every window gets one of the
+strongest first-stage candidates, which carries some of the first stage's order into the
+result. A list in no particular order does not get that.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MIN_WINDOW_TOKENS = 32
 
 # Tokens a document costs beyond its own text: "[document 123] " and the blank line after it.
 MARKER_TOKENS = 8
@@ -41,3 +55,78 @@ def plan_windows(doc_tokens: Sequence[int], capacity: int) -> list[list[int]]:
         groups[target].append(index)
         loads[target] += cost
     return [group for group in groups if group]
+
+
+def check_window_tokens(value: Any) -> int | None:
+    """``value`` if it is ``None`` or a whole number of tokens >= ``MIN_WINDOW_TOKENS``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < MIN_WINDOW_TOKENS:
+        raise ValueError(
+            f"window_tokens must be 'auto', None or a number of tokens >= {MIN_WINDOW_TOKENS}, got {value!r}"
+        )
+    return value
+
+
+def parse_window_tokens(text: str) -> int | str | None:
+    """``"auto"`` -> ``"auto"``, ``"none"`` -> ``None``, ``"600"`` -> ``600`` (``--window-tokens``)."""
+    text = text.strip().lower()
+    if text == "auto":
+        return "auto"
+    if text == "none":
+        return None
+    try:
+        return check_window_tokens(int(text))
+    except ValueError as exc:
+        raise ValueError(f"window size: expected a number of tokens, 'none' or 'auto', got {text!r} ({exc})") from None
+
+
+@dataclass
+class WindowPlan:
+    """The prompts one candidate list is scored in."""
+
+    indices: list[list[int]]  # per slot (distinct non-empty text), the input indices holding it
+    slots: list[str]  # the distinct texts as prompted (cut by tokens if one alone would not fit)
+    windows: list[list[int]]  # per prompt window, its slots in input order
+
+    def input_windows(self) -> list[list[int]]:
+        """Per window, the input indices it scores (ascending)."""
+        return [sorted(i for slot in window for i in self.indices[slot]) for window in self.windows]
+
+
+def plan_prompt_windows(
+    builder: Any, query: str, texts: Sequence[str], max_length: int, window_tokens: int | None
+) -> WindowPlan:
+    """Windows for ``texts`` (already cut to words) next to ``query``.
+
+    ``builder`` is the reranker's ``PromptBuilder``. Every window's prompt fits ``max_length``;
+    with ``window_tokens`` the windows also hold at most that many document tokens, except that
+    a window always holds at least its largest document.
+    """
+    by_text: dict[str, list[int]] = {}
+    for index, text in enumerate(texts):
+        if text:
+            by_text.setdefault(text, []).append(index)
+    if not by_text:
+        return WindowPlan([], [], [])
+    limit = max_length - builder.overhead_tokens(query)
+    if limit < MARKER_TOKENS + 16:
+        raise ValueError(f"max_length={max_length} leaves no room for documents next to this query")
+    slots = _fit_long_documents(builder, list(by_text), limit)
+    counts = builder.count_tokens(slots)
+    capacity = limit
+    if window_tokens is not None:
+        capacity = min(limit, max(window_tokens, max(counts) + MARKER_TOKENS))
+    return WindowPlan(list(by_text.values()), slots, plan_windows(counts, capacity))
+
+
+def _fit_long_documents(builder: Any, texts: list[str], capacity: int) -> list[str]:
+    """Cut (by tokens) any document that cannot fit a prompt even on its own."""
+    limit = capacity - MARKER_TOKENS - 8
+    fitted = []
+    for text, count in zip(texts, builder.count_tokens(texts)):
+        if count > limit:
+            offsets = builder.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            text = text[: offsets[limit - 1][1]]
+        fitted.append(text)
+    return fitted

@@ -133,7 +133,10 @@ def main_table(name: str, labels_names: Sequence[tuple[str, str]], columns: str)
     peak, layers, queries)."""
     depth = results(name)["settings"]["depth"]
     rows: list[list[Cell]] = []
+    table_name = name
     for label, title in labels_names:
+        # "file.json::label": a row from another run of the same data and depth
+        name, label = label.split("::") if "::" in label else (table_name, label)
         e, s = entry(name, label), summary(name, label)
         first = e["method"] == "first-stage"
         cells: list[Cell] = [title]
@@ -282,6 +285,44 @@ def speed_table() -> list[list[Cell]]:
 
 
 LEVELS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def window_sweep_table(name: str) -> list[list[Cell]]:
+    """A ``--sweep-window`` run: method, window size, nDCG@10, time per query, peak RSS."""
+    titles = {"core": "CoRe-R", "qr": "QR-R", "icr": "ICR"}
+    levels = sorted(results(name)["settings"]["sweep_window"], key=lambda level: (level is None, level or 0))
+    rows: list[list[Cell]] = []
+    for method in ("qr", "core"):
+        for level in levels:
+            label = f"{method}@window={'none' if level is None else level}"
+            s = summary(name, label)
+            rows.append(
+                [
+                    titles[method],
+                    "one prompt" if level is None else str(level),
+                    x100(s["ndcg@10"], 1),
+                    seconds(s["time_per_query_s"]),
+                    megabytes(s["peak_mem_mb"]),
+                ]
+            )
+    return rows
+
+
+def window_study_table(model: str, index: int) -> list[list[Cell]]:
+    """Table ``index`` (0: CoRe-R, 1: QR-R) as ``scripts/window_study.py --report`` prints it
+    from ``results/window_study/<model>/`` (nothing is recomputed), header included."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import window_study
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        window_study.main(["--model", model, "--report"])
+    return [list(row) for row in _tables(printed.getvalue().splitlines())[index][1]]
+
+
 # (where the table is: headings/lines searched in order, first table after the last; its rows,
 #  without the separator line; with_header: the first row is the table's header)
 TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
@@ -385,6 +426,46 @@ TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
         True,
     ),
     (["## Speed"], speed_table, False),
+    (
+        ["## Prompt windows", "TREC DL19 (43 queries), depth 20, 80-word documents"],
+        lambda: window_sweep_table("dl19_depth20_w80_windows.json"),
+        False,
+    ),
+    (
+        ["## Prompt windows", "SciFact test (300 queries), depth 20, 80-word documents, the presets' windows"],
+        lambda: main_table(
+            "scifact_depth20_w80_windows.json",
+            [
+                ("first-stage", "BM25 (first stage)"),
+                ("scifact_depth20_w80.json::qr", "QR-R, one prompt"),
+                ("qr", "QR-R, windows of 300 tokens (preset)"),
+                ("scifact_depth20_w80.json::core", "CoRe-R, one prompt"),
+                ("core", "CoRe-R, windows of 600 tokens (preset)"),
+            ],
+            "nmRtLq",
+        ),
+        False,
+    ),
+    (
+        ["## Prompt windows", "SmolLM2-135M-Instruct, CoRe-R (`results/window_study/smollm2-135m-instruct/`)"],
+        lambda: window_study_table("smollm2-135m-instruct", 0),
+        True,
+    ),
+    (
+        ["## Prompt windows", "SmolLM2-135M-Instruct, QR-R (`results/window_study/smollm2-135m-instruct/`)"],
+        lambda: window_study_table("smollm2-135m-instruct", 1),
+        True,
+    ),
+    (
+        ["## Prompt windows", "Gemma 3 270M, CoRe-R (`results/window_study/gemma3-270m/`)"],
+        lambda: window_study_table("gemma3-270m", 0),
+        True,
+    ),
+    (
+        ["## Prompt windows", "Gemma 3 270M, QR-R (`results/window_study/gemma3-270m/`)"],
+        lambda: window_study_table("gemma3-270m", 1),
+        True,
+    ),
 ]
 
 

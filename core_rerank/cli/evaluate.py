@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .options import add_model_arguments, add_worker_arguments, check_ray_installed, set_threads
+from .options import add_model_arguments, add_window_argument, add_worker_arguments, check_ray_installed, set_threads
 
 
 def register(commands: Any) -> None:
@@ -19,6 +19,7 @@ def register(commands: Any) -> None:
     add_model_arguments(p)
     add_worker_arguments(p)
     p.add_argument("--max-length", type=int, help="token budget of one prompt")
+    add_window_argument(p)
     p.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv)")
     p.add_argument("--split", default="test")
     p.add_argument("--run", help="TREC run to rerank (default: <data>/run.bm25.top100.trec, else BM25 with bm25s)")
@@ -42,6 +43,12 @@ def register(commands: Any) -> None:
         "--sweep-num-heads",
         metavar="NUM_HEADS",
         help="heads sweep: numbers of heads, e.g. 1,2,4,8,16,32,all ('all' = every head, i.e. ICR)",
+    )
+    p.add_argument(
+        "--sweep-window",
+        metavar="TOKENS",
+        help="window sweep: document tokens per prompt window for every method, e.g. 300,600,1000,none "
+        "('none' = one prompt); with --one-pass one model scores every size per query",
     )
     p.add_argument("--prune", help="pruning sweep: fractions of final layers dropped, e.g. 0,0.3,0.5,0.7")
     p.add_argument(
@@ -82,6 +89,7 @@ def run_eval(args: argparse.Namespace) -> int:
         format_table,
         parse_prune,
         parse_sweep_num_heads,
+        parse_sweep_window,
         plot_results,
         run_evaluation,
     )
@@ -103,6 +111,8 @@ def run_eval(args: argparse.Namespace) -> int:
         qr_head_scores=args.qr_head_scores,
         sweep_num_heads=tuple(parse_sweep_num_heads(args.sweep_num_heads)),
         prune=tuple(parse_prune(args.prune)),
+        sweep_window=tuple(parse_sweep_window(args.sweep_window)),
+        window_tokens=args.window_tokens,
         max_queries=args.max_queries,
         device=args.device,
         dtype=args.dtype,

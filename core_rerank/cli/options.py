@@ -47,6 +47,27 @@ def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-length", type=int, help="token budget of one prompt (default: the model's context, capped at 32768)"
     )
+    add_window_argument(parser)
+
+
+def add_window_argument(parser: argparse.ArgumentParser) -> None:
+    """``--window-tokens``: document tokens per prompt window."""
+    parser.add_argument(
+        "--window-tokens",
+        type=_window_tokens,
+        default="auto",
+        help="document tokens per prompt window: a number, 'none' (every candidate in one prompt) or "
+        "'auto' (default: the heads' setting; the small offline models' presets use windows)",
+    )
+
+
+def _window_tokens(text: str) -> "int | str | None":
+    from ..windows import parse_window_tokens
+
+    try:
+        return parse_window_tokens(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _layers(text: str) -> "int | str":
@@ -77,6 +98,7 @@ def reranker_settings(args: argparse.Namespace) -> dict[str, Any]:
         dtype=args.dtype,
         max_doc_words=args.max_doc_words,
         max_length=args.max_length,
+        window_tokens=args.window_tokens,
     )
 
 

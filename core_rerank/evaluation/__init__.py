@@ -38,6 +38,7 @@ from .plan import (
     load_score_table,
     parse_prune,
     parse_sweep_num_heads,
+    parse_sweep_window,
     plan_entries,
 )
 from .plots import plot_results
@@ -66,6 +67,7 @@ __all__ = [
     "load_score_table",
     "parse_prune",
     "parse_sweep_num_heads",
+    "parse_sweep_window",
     "plan_entries",
     "plot_results",
     "read_results",

@@ -51,17 +51,23 @@ def score_queries_by_subsets(
     data: EvalData,
     qids: Iterable[str],
     depth: int | None,
-    subsets: Mapping[str, Any],
+    subsets_by_window: Mapping[int | None, Mapping[str, Any]],
     desc: str = "one pass",
     progress: bool = False,
-) -> Iterator[tuple[str, dict[str, list[float]], float]]:
-    """``(qid, {label: scores}, seconds)`` per query: one forward pass, each label scored by its
-    own head subset (``CoReReranker.score_head_subsets``). Queries must have candidates."""
+) -> Iterator[tuple[str, dict[str, list[float]], dict[str, float]]]:
+    """``(qid, {label: scores}, {label: seconds})`` per query: for each window size, one forward
+    pass (per window), each label scored by its own head subset
+    (``CoReReranker.score_head_subsets``); a label's seconds are its window size's pass.
+    Sets ``reranker.window_tokens`` to each size in turn. Queries must have candidates."""
     for qid in progress_iter(qids, desc, unit="q", enabled=progress):
         documents = candidate_documents(data, data.candidates(qid, depth))
-        start = time.perf_counter()
-        scores = reranker.score_head_subsets(data.queries[qid], documents, subsets)
-        yield qid, scores, time.perf_counter() - start
+        scores, seconds = {}, {}
+        for window_tokens, subsets in subsets_by_window.items():
+            reranker.window_tokens = window_tokens
+            start = time.perf_counter()
+            scores.update(reranker.score_head_subsets(data.queries[qid], documents, subsets))
+            seconds.update(dict.fromkeys(subsets, time.perf_counter() - start))
+        yield qid, scores, seconds
 
 
 @functools.lru_cache(maxsize=8)

@@ -81,10 +81,14 @@ def score_in_one_pass(
     One reranker holds the union of the entries' heads (every head when ICR is among them);
     each entry's scores come from its own head subset (``CoReReranker.score_head_subsets``),
     equal to scoring it alone up to float rounding. Pruned entries need no own model: layers
-    never depend on later ones. Time and memory are the shared pass's, recorded on each entry.
+    never depend on later ones. Entries with different window sizes (``--sweep-window``) get
+    one pass per size, on the same model. Time and memory are the shared pass's (of the
+    entry's window size), recorded on each entry.
     """
-    scorings = {
-        spec.label: (spec.heads.scoring if spec.heads is not None else HeadConfig(method="icr").scoring)
+    scorings = {  # the window size is not a scoring difference here: each size gets its own pass
+        spec.label: (spec.heads.scoring if spec.heads is not None else HeadConfig(method="icr").scoring).model_copy(
+            update={"window_tokens": None}
+        )
         for spec in specs
     }
     first = next(iter(scorings.values()))
@@ -99,7 +103,11 @@ def score_in_one_pass(
     else:
         heads = sorted({tuple(h) for spec in specs for h in spec.heads.heads})  # type: ignore[union-attr]
         union = HeadConfig(method="core", name="one-pass-union", heads=heads, scoring=first)
-    subsets = {spec.label: ([tuple(h) for h in spec.heads.heads] if spec.heads is not None else None) for spec in specs}
+    subsets_by_window: dict[int | None, dict[str, Any]] = {}
+    for spec in specs:
+        subsets_by_window.setdefault(spec.window_tokens, {})[spec.label] = (
+            [tuple(h) for h in spec.heads.heads] if spec.heads is not None else None
+        )
     todo = [q for q in qids if candidates[q] and any(q not in e["per_query"] for e in entries.values())]
     for qid in qids:  # judged queries without candidates: nothing to score
         if not candidates[qid]:
@@ -115,13 +123,15 @@ def score_in_one_pass(
     )
     load_s = round(time.perf_counter() - load_start, 3)
     filled = set()  # entries that got queries from this pass (others keep their own figures)
-    for qid, scores, elapsed in score_queries_by_subsets(
-        reranker, data, todo, settings.depth, subsets, "one pass", settings.progress
+    for qid, scores, seconds in score_queries_by_subsets(
+        reranker, data, todo, settings.depth, subsets_by_window, "one pass", settings.progress
     ):
-        seconds = round(elapsed, 4)
         for label, entry in entries.items():
             if qid not in entry["per_query"]:
-                entry["per_query"][qid] = {"time_s": seconds, "scores": [json_float(s) for s in scores[label]]}
+                entry["per_query"][qid] = {
+                    "time_s": round(seconds[label], 4),
+                    "scores": [json_float(s) for s in scores[label]],
+                }
                 filled.add(label)
         save()
     peak = meter.peak_mb()

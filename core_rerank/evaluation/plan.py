@@ -6,7 +6,12 @@ and a number of layers built. Besides the main methods, a run can plan
 - a **heads sweep** (``--sweep-num-heads``): the best ``num_heads`` heads of a per-head score
   table (or the first ``num_heads`` of the given config), ``"all"`` meaning every head (ICR);
 - a **pruning sweep** (``--prune``): a fraction of the final layers dropped, and the heads
-  re-selected inside the kept layers from the score table (pruning-aware selection).
+  re-selected inside the kept layers from the score table (pruning-aware selection);
+- a **window sweep** (``--sweep-window``): each method with prompt windows of N document
+  tokens (``None``: one prompt), see ``core_rerank.windows``.
+
+Every entry carries the window size it is scored with (``window_tokens``): the sweep's level,
+else the run's ``--window-tokens``, else its heads' ``scoring.window_tokens`` (one prompt for ICR).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..head_config import HeadConfig, is_score_table
-from .results_file import SWEEP_GROUP, sweep_label
+from ..windows import parse_window_tokens
+from .results_file import SWEEP_GROUP, WINDOW_GROUP, sweep_label, window_label
 
 METHOD_NAMES = {"first-stage": "first stage", "icr": "ICR", "qr": "QR-R", "core": "CoRe-R"}
 ALL_METHODS = ("first-stage", "icr", "qr", "core")
@@ -35,20 +41,39 @@ class EntrySpec:
 
     label: str
     method: str  # first-stage | icr | qr | core
-    group: str = "main"  # main | sweep-num-heads | prune
-    param: Any = None  # the number of heads, or the pruning fraction
+    group: str = "main"  # main | sweep-num-heads | prune | sweep-window
+    param: Any = None  # the number of heads, the pruning fraction or the window size
     heads: HeadConfig | None = None  # None for the first stage and ICR
     num_layers_to_keep: int | str | None = None
     note: str | None = None
     same_as: str | None = None  # reuse another entry's results (identical config)
+    window_tokens: int | None = None  # document tokens per prompt window (None: one prompt)
 
     def fingerprint(self) -> dict[str, Any]:
-        """What must match for a stored entry to be resumed (format version 2 encoding)."""
-        return {
+        """What must match for a stored entry to be resumed (format version 2 encoding; the
+        window size only when there is one, so one-prompt entries of older files still match)."""
+        fingerprint: dict[str, Any] = {
             "method": self.method,
             "heads": [list(h) for h in self.heads.heads] if self.heads is not None else None,
             "num_layers_to_keep": self.num_layers_to_keep,
         }
+        if self.window_tokens is not None:
+            fingerprint["window_tokens"] = self.window_tokens
+        return fingerprint
+
+
+def parse_sweep_window(text: str | None) -> list[int | None]:
+    """``"300,600,none"`` -> ``[300, 600, None]`` (the ``--sweep-window`` levels; none = one prompt)."""
+    levels = []
+    for part in (text or "").split(","):
+        if part.strip():
+            level = parse_window_tokens(part)
+            if level == "auto":
+                raise ValueError("--sweep-window levels are numbers of tokens or 'none', not 'auto'")
+            if level in levels:
+                raise ValueError(f"--sweep-window lists {part.strip()!r} twice")
+            levels.append(level)
+    return levels  # type: ignore[return-value]
 
 
 def parse_sweep_num_heads(text: str | None) -> list[Any]:
@@ -110,12 +135,15 @@ def plan_entries(
     sweep_num_heads: Sequence[Any] = (),
     prune: Sequence[float] = (),
     head_scores: Mapping[str, Mapping[str, float]] | None = None,
+    sweep_window: Sequence[int | None] = (),
+    window_tokens: int | str | None = "auto",
 ) -> list[EntrySpec]:
     """The entries of one evaluation run.
 
     ``heads``: ``{"core": HeadConfig, "qr": HeadConfig}`` for the methods that need them.
     ``head_scores``: per-head score tables (``"layer-head" -> score``) by method, used for the
     heads sweep (the best ``num_heads`` of the table) and pruning-aware re-selection.
+    ``window_tokens``: every entry's window size (``"auto"``: its heads' own setting).
     """
     head_scores = head_scores or {}
     entries: list[EntrySpec] = []
@@ -134,6 +162,26 @@ def plan_entries(
     for method in head_methods:  # ICR stays the unpruned reference
         for fraction in prune:
             entries.append(_prune_entry(method, heads[method], head_scores.get(method), num_layers, fraction))
+    for spec in entries:
+        if window_tokens != "auto":
+            spec.window_tokens = window_tokens  # type: ignore[assignment]
+        elif spec.heads is not None:
+            spec.window_tokens = spec.heads.scoring.window_tokens
+    main = {spec.label: spec for spec in entries if spec.group == "main" and spec.method != "first-stage"}
+    for method, spec in main.items():
+        for level in sweep_window:
+            entries.append(
+                EntrySpec(
+                    window_label(method, level),
+                    method,
+                    WINDOW_GROUP,
+                    "none" if level is None else level,
+                    heads=spec.heads,
+                    num_layers_to_keep=spec.num_layers_to_keep,
+                    window_tokens=level,
+                    same_as=method if level == spec.window_tokens else None,
+                )
+            )
     return entries
 
 

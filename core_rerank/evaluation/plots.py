@@ -1,5 +1,6 @@
-"""Figures of an evaluation run: nDCG@10 against the number of heads, and nDCG / time / memory
-against the fraction of layers pruned. Needs the ``plot`` extra (matplotlib)."""
+"""Figures of an evaluation run: nDCG@10 against the number of heads, nDCG / time / memory
+against the fraction of layers pruned, and nDCG / time against the prompt window size. Needs
+the ``plot`` extra (matplotlib)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import Any
 from ..plotting import pyplot
 from .plan import METHOD_NAMES
 from .report import layers_needed
-from .results_file import SWEEP_GROUP, upgrade_results
+from .results_file import SWEEP_GROUP, WINDOW_GROUP, upgrade_results
 
 
 def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
-    """nDCG@10 vs number of heads (heads sweep) and nDCG / time / memory vs pruning."""
+    """nDCG@10 vs number of heads (heads sweep), nDCG / time / memory vs pruning, and nDCG /
+    time vs window size (window sweep)."""
     plt = pyplot()
     results = upgrade_results(results)
     entries = results["entries"]
@@ -26,9 +28,10 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
         if any(e.get("one_pass") for _, e in prune)
         else (("ndcg@10", "nDCG@10"), ("time_per_query_s", "seconds / query"), ("peak_mem_mb", "peak memory (MB)"))
     )
-    panels = (1 if sweep else 0) + (len(prune_panels) if prune else 0)
+    windows = [(label, e) for label, e in entries.items() if e.get("group") == WINDOW_GROUP and e.get("summary")]
+    panels = (1 if sweep else 0) + (len(prune_panels) if prune else 0) + (2 if windows else 0)
     if not panels:
-        raise ValueError("nothing to plot: run with --sweep-num-heads and/or --prune")
+        raise ValueError("nothing to plot: run with --sweep-num-heads, --prune and/or --sweep-window")
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
     axes = list(axes[0])
     settings = results["settings"]
@@ -87,11 +90,35 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
             ax.set_xlabel("% of final layers dropped")
             ax.set_ylabel(ylabel)
             ax.legend(fontsize=7)
+    if windows:
+        _plot_windows(axes, entries, windows)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return [str(path)]
+
+
+def _plot_windows(axes: list[Any], entries: Mapping[str, Any], windows: list[tuple[str, Any]]) -> None:
+    """Two panels: nDCG@10 and seconds per query against the window size ("one prompt" last)."""
+    levels = sorted({e["param"] for _, e in windows}, key=lambda p: (p == "none", p if p != "none" else 0))
+    names = ["one prompt" if p == "none" else str(p) for p in levels]
+    for key, ylabel in (("ndcg@10", "nDCG@10"), ("time_per_query_s", "seconds / query")):
+        ax = axes.pop(0)
+        for method in ("core", "qr", "icr"):
+            by_level = {e["param"]: e["summary"][key] for label, e in windows if label.startswith(method + "@")}
+            if by_level:
+                xs = [i for i, p in enumerate(levels) if p in by_level]
+                ax.plot(xs, [by_level[levels[i]] for i in xs], marker="o", label=METHOD_NAMES[method])
+        if key == "ndcg@10" and entries.get("first-stage", {}).get("summary"):
+            ax.axhline(entries["first-stage"]["summary"]["ndcg@10"], linestyle=":", color="gray", label="first stage")
+        ax.set_xticks(range(len(levels)), names)
+        ax.set_xlabel("document tokens per prompt window")
+        ax.set_ylabel(ylabel)
+        ax.set_title(
+            "window sweep" + (" (shared pass)" if any(e.get("one_pass") for _, e in windows) else ""), fontsize=9
+        )
+        ax.legend(fontsize=7)
 
 
 def _all_heads(results: Mapping[str, Any]) -> int:

@@ -31,12 +31,18 @@ from ..utils import versions as package_versions
 RESULTS_FORMAT = "core-rerank-eval"
 RESULTS_VERSION = 2
 SWEEP_GROUP = "sweep-num-heads"
+WINDOW_GROUP = "sweep-window"
 _V1_SWEEP_GROUP = "sweep-k"
 
 
 def sweep_label(method: str, num_heads: Any) -> str:
     """The entry label of one heads-sweep level, e.g. ``core@num_heads=4``."""
     return f"{method}@num_heads={num_heads}"
+
+
+def window_label(method: str, window_tokens: int | None) -> str:
+    """The entry label of one window-sweep level, e.g. ``core@window=600`` or ``core@window=none``."""
+    return f"{method}@window={'none' if window_tokens is None else window_tokens}"
 
 
 def run_versions() -> dict[str, Any]:

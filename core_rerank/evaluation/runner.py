@@ -71,12 +71,27 @@ def run_evaluation(
             table, table_sources[method] = load_score_table(path, heads[method])
             if table is not None:
                 tables[method] = table
-    entries = plan_entries(methods, heads, num_layers, settings.sweep_num_heads, settings.prune, tables)
+    entries = plan_entries(
+        methods,
+        heads,
+        num_layers,
+        settings.sweep_num_heads,
+        settings.prune,
+        tables,
+        settings.sweep_window,
+        settings.window_tokens,
+    )
     for name, given in settings.compare_heads:  # extra head sets, scored as CoRe-R
         config = resolve_heads(given, "core", list(source.model_ids))
         entries.append(
             EntrySpec(
-                f"core[{name}]", "core", heads=config.model_copy(update={"method": "core"}), note=f"heads from {given}"
+                f"core[{name}]",
+                "core",
+                heads=config.model_copy(update={"method": "core"}),
+                note=f"heads from {given}",
+                window_tokens=config.scoring.window_tokens
+                if settings.window_tokens == "auto"
+                else settings.window_tokens,
             )
         )
 
@@ -100,6 +115,8 @@ def run_evaluation(
         "one_pass": settings.one_pass,
         "compare_heads": [[name, str(given)] for name, given in settings.compare_heads],
         "sweep_num_heads": list(settings.sweep_num_heads),
+        "sweep_window": list(settings.sweep_window),
+        "window_tokens": settings.window_tokens,
         "prune": list(settings.prune),
         "head_scores": settings.head_scores,
         "qr_head_scores": settings.qr_head_scores,
@@ -252,6 +269,7 @@ def _entry(spec: EntrySpec, results: dict[str, Any]) -> dict[str, Any]:
         "per_query": {},
     }
     entry["note"] = spec.note
+    entry["window_tokens"] = spec.window_tokens
     if entry.get("one_pass"):  # set by score_in_one_pass; the note says what its figures mean
         entry["note"] = f"{spec.note or ''} {ONE_PASS_NOTE}".strip()
     results["entries"][spec.label] = entry

@@ -23,6 +23,8 @@ class EvalSettings:
     head_scores: str | None = None  # score table for core ("layer-head" -> score)
     qr_head_scores: str | None = None
     sweep_num_heads: tuple[Any, ...] = ()
+    sweep_window: tuple[int | None, ...] = ()  # window sizes in document tokens; None = one prompt
+    window_tokens: Any = "auto"  # every entry's window size; "auto": the heads' own setting
     prune: tuple[float, ...] = ()
     max_queries: int | None = None
     device: str | None = None
@@ -52,4 +54,5 @@ class EvalSettings:
             dtype=self.dtype,
             max_doc_words=self.max_doc_words,
             max_length=self.max_length,
+            window_tokens=spec.window_tokens,
         )

@@ -15,7 +15,16 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from core_rerank.head_config import HeadConfig
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
-LOADING_SETTINGS = ("model", "heads", "method", "device", "dtype", "num_layers_to_keep", "max_doc_words")
+LOADING_SETTINGS = (
+    "model",
+    "heads",
+    "method",
+    "device",
+    "dtype",
+    "num_layers_to_keep",
+    "max_doc_words",
+    "window_tokens",
+)
 """Fields that say how the model is loaded; ``from_reranker`` takes them from the reranker."""
 _LOAD_LOCK = threading.Lock()
 # The reranker from_reranker hands to __init__ (so that no settings-plus-reranker argument exists).
@@ -67,6 +76,10 @@ class CoReRerank(BaseDocumentCompressor):
     max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS
     """Each document is cut to this many words before reranking."""
 
+    window_tokens: int | str | None = "auto"
+    """Document tokens per prompt window: 'auto' the heads' setting (the small offline models'
+    presets use windows), None every document in one prompt, or a number."""
+
     _reranker: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
@@ -82,7 +95,8 @@ class CoReRerank(BaseDocumentCompressor):
         """A compressor around an already-built ``core_rerank.CoReReranker`` (no loading).
 
         ``settings`` are the compressor's own (``top_n``, ``score_threshold``); the loading
-        settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words) are
+        settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
+        window_tokens) are
         taken from the reranker, so the fields describe what runs.
         """
         if not callable(getattr(reranker, "rerank", None)):
@@ -122,6 +136,7 @@ class CoReRerank(BaseDocumentCompressor):
             device=self.device,
             dtype=self.dtype,
             max_doc_words=self.max_doc_words,
+            window_tokens=self.window_tokens,
         )
 
     def rerank(

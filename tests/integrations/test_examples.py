@@ -115,7 +115,12 @@ def test_adapters_load_the_model_once_from_their_settings(shared_reranker, monke
 
     monkeypatch.setattr(CoReReranker, "from_pretrained", staticmethod(fake_from_pretrained))
     settings = dict(
-        method=shared_reranker.method, device="cpu", dtype="float32", num_layers_to_keep="all", max_doc_words=200
+        method=shared_reranker.method,
+        device="cpu",
+        dtype="float32",
+        num_layers_to_keep="all",
+        max_doc_words=200,
+        window_tokens=None,
     )
     lc = LangChainCoReRerank(model="smollm2-135m-instruct", top_n=2, **settings)
     li = LlamaIndexCoReRerank(model="smollm2-135m-instruct", top_n=2, **settings)

@@ -99,6 +99,7 @@ def test_from_reranker_describes_it_and_refuses_loading_settings(shared_reranker
     assert compressor.model == shared_reranker.model_id and compressor.heads == shared_reranker.heads
     assert compressor.method == "core" and compressor.device == "cpu" and compressor.dtype == "float32"
     assert compressor.num_layers_to_keep == 30 and compressor.max_doc_words == shared_reranker.max_doc_words
+    assert compressor.window_tokens == shared_reranker.window_tokens == 600
     with pytest.raises(TypeError, match="method belong to the reranker"):
         CoReRerank.from_reranker(shared_reranker, method="qr")
     with pytest.raises(TypeError, match="from_reranker"):

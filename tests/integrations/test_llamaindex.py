@@ -81,6 +81,7 @@ def test_to_dict_has_every_public_setting(shared_reranker):
         "dtype",
         "num_layers_to_keep",
         "max_doc_words",
+        "window_tokens",
         "score_threshold",
         "class_name",
     }
@@ -88,6 +89,7 @@ def test_to_dict_has_every_public_setting(shared_reranker):
     assert data["top_n"] == 2 and data["score_threshold"] == 0.5
     assert data["method"] == "core" and data["device"] == "cpu" and data["num_layers_to_keep"] == 30
     assert data["model"] == shared_reranker.model_id and HeadConfig(**data["heads"]) == shared_reranker.heads
+    assert data["window_tokens"] == shared_reranker.window_tokens == 600  # the SmolLM2 preset's windows
 
 
 def test_top_n_defaults_to_two_like_llamaindex_rerankers(shared_reranker, expected_order):

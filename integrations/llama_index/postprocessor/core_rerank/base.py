@@ -18,7 +18,16 @@ from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
 dispatcher = get_dispatcher(__name__)
 
-LOADING_SETTINGS = ("model", "heads", "method", "device", "dtype", "num_layers_to_keep", "max_doc_words")
+LOADING_SETTINGS = (
+    "model",
+    "heads",
+    "method",
+    "device",
+    "dtype",
+    "num_layers_to_keep",
+    "max_doc_words",
+    "window_tokens",
+)
 """Fields that say how the model is loaded; ``from_reranker`` takes them from the reranker."""
 _LOAD_LOCK = threading.Lock()
 # The reranker from_reranker hands to __init__ (so that no settings-plus-reranker argument exists).
@@ -90,6 +99,14 @@ class CoReRerank(BaseNodePostprocessor):
         description=("Drop nodes whose CoRe score is below this value. Scores are relative within one call."),
     )
 
+    window_tokens: int | str | None = Field(
+        default="auto",
+        description=(
+            "Document tokens per prompt window: 'auto' the heads' setting (the small offline models' "
+            "presets use windows), None every node in one prompt, or a number."
+        ),
+    )
+
     _reranker: Any = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
@@ -106,7 +123,8 @@ class CoReRerank(BaseNodePostprocessor):
 
         ``settings`` are this postprocessor's own (``top_n``, ``score_threshold``,
         ``keep_retrieval_score``, ``metadata_mode``, ``callback_manager``); the loading
-        settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words) are
+        settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
+        window_tokens) are
         taken from the reranker, so ``to_dict()`` describes what runs.
         """
         if not callable(getattr(reranker, "rerank", None)):
@@ -150,6 +168,7 @@ class CoReRerank(BaseNodePostprocessor):
             device=self.device,
             dtype=self.dtype,
             max_doc_words=self.max_doc_words,
+            window_tokens=self.window_tokens,
         )
 
     def _postprocess_nodes(
