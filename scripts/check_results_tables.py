@@ -308,9 +308,10 @@ def window_sweep_table(name: str) -> list[list[Cell]]:
     return rows
 
 
-def window_study_table(model: str, index: int) -> list[list[Cell]]:
-    """Table ``index`` (0: CoRe-R, 1: QR-R) as ``scripts/window_study.py --report`` prints it
-    from ``results/window_study/<model>/`` (nothing is recomputed), header included."""
+@cache
+def window_study_tables(model: str) -> tuple[list[list[str]], ...]:
+    """The tables ``scripts/window_study.py --report`` prints from ``results/window_study/<model>/``
+    (nothing is recomputed), headers included."""
     import contextlib
     import io
 
@@ -320,7 +321,12 @@ def window_study_table(model: str, index: int) -> list[list[Cell]]:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         window_study.main(["--model", model, "--report"])
-    return [list(row) for row in _tables(printed.getvalue().splitlines())[index][1]]
+    return tuple(rows for _, rows in _tables(printed.getvalue().splitlines()))
+
+
+def window_study_table(model: str, index: int) -> list[list[Cell]]:
+    """Table ``index`` of the study report (0: CoRe-R, 1: QR-R)."""
+    return [list(row) for row in window_study_tables(model)[index]]
 
 
 # (where the table is: headings/lines searched in order, first table after the last; its rows,

@@ -62,6 +62,14 @@ class EntrySpec:
         return fingerprint
 
 
+def entry_window_tokens(heads: HeadConfig | None, window_tokens: int | str | None) -> int | None:
+    """An entry's window size: ``window_tokens`` unless ``"auto"``, else its heads' own setting
+    (one prompt without heads, i.e. ICR)."""
+    if window_tokens != "auto":
+        return window_tokens  # type: ignore[return-value]
+    return heads.scoring.window_tokens if heads is not None else None
+
+
 def parse_sweep_window(text: str | None) -> list[int | None]:
     """``"300,600,none"`` -> ``[300, 600, None]`` (the ``--sweep-window`` levels; none = one prompt)."""
     levels = []
@@ -163,10 +171,7 @@ def plan_entries(
         for fraction in prune:
             entries.append(_prune_entry(method, heads[method], head_scores.get(method), num_layers, fraction))
     for spec in entries:
-        if window_tokens != "auto":
-            spec.window_tokens = window_tokens  # type: ignore[assignment]
-        elif spec.heads is not None:
-            spec.window_tokens = spec.heads.scoring.window_tokens
+        spec.window_tokens = entry_window_tokens(spec.heads, window_tokens)
     main = {spec.label: spec for spec in entries if spec.group == "main" and spec.method != "first-stage"}
     for method, spec in main.items():
         for level in sweep_window:

@@ -19,7 +19,7 @@ from ..head_config import HeadConfig
 from ..utils import text_config
 from .metrics import evaluate, strict_scores
 from .passes import ONE_PASS_NOTE, score_entry, score_in_one_pass
-from .plan import ALL_METHODS, EntrySpec, load_score_table, plan_entries
+from .plan import ALL_METHODS, EntrySpec, entry_window_tokens, load_score_table, plan_entries
 from .results_file import RESULTS_FORMAT, RESULTS_VERSION, read_results, run_versions, write_results
 from .settings import EvalSettings
 from .workers import uses_workers
@@ -89,9 +89,7 @@ def run_evaluation(
                 "core",
                 heads=config.model_copy(update={"method": "core"}),
                 note=f"heads from {given}",
-                window_tokens=config.scoring.window_tokens
-                if settings.window_tokens == "auto"
-                else settings.window_tokens,
+                window_tokens=entry_window_tokens(config, settings.window_tokens),
             )
         )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-from contextvars import ContextVar
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
@@ -13,25 +11,11 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
+from core_rerank.adapters import given_reranker, handing_over, load_reranker, loaded_reranker
 from core_rerank.head_config import HeadConfig
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
 dispatcher = get_dispatcher(__name__)
-
-LOADING_SETTINGS = (
-    "model",
-    "heads",
-    "method",
-    "device",
-    "dtype",
-    "num_layers_to_keep",
-    "max_doc_words",
-    "window_tokens",
-)
-"""Fields that say how the model is loaded; ``from_reranker`` takes them from the reranker."""
-_LOAD_LOCK = threading.Lock()
-# The reranker from_reranker hands to __init__ (so that no settings-plus-reranker argument exists).
-_GIVEN_RERANKER: ContextVar[Any] = ContextVar("core_rerank_given_reranker", default=None)
 
 
 class CoReRerank(BaseNodePostprocessor):
@@ -112,10 +96,10 @@ class CoReRerank(BaseNodePostprocessor):
     def __init__(self, **data: Any) -> None:
         if "reranker" in data:
             raise TypeError("CoReRerank(reranker=...) is gone: use CoReRerank.from_reranker(reranker, top_n=...)")
-        given = _GIVEN_RERANKER.get()
+        given = given_reranker()
         super().__init__(**data)
         # The model is loaded once, here (unless from_reranker hands one over), never per call.
-        self._reranker = given if given is not None else self._load()
+        self._reranker = given if given is not None else load_reranker(self)
 
     @classmethod
     def from_reranker(cls, reranker: Any, **settings: Any) -> "CoReRerank":
@@ -124,23 +108,10 @@ class CoReRerank(BaseNodePostprocessor):
         ``settings`` are this postprocessor's own (``top_n``, ``score_threshold``,
         ``keep_retrieval_score``, ``metadata_mode``, ``callback_manager``); the loading
         settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
-        window_tokens) are
-        taken from the reranker, so ``to_dict()`` describes what runs.
+        window_tokens) are taken from the reranker, so ``to_dict()`` describes what runs.
         """
-        if not callable(getattr(reranker, "rerank", None)):
-            raise TypeError("reranker must be a core_rerank.CoReReranker (with .rerank(query, documents))")
-        loading = sorted(set(settings) & set(LOADING_SETTINGS))
-        if loading:
-            raise TypeError(
-                f"from_reranker() takes the postprocessor's own settings; {', '.join(loading)} belong to "
-                "the reranker: set them in CoReReranker.from_pretrained(...)"
-            )
-        described = {k: v for k, v in reranker.settings().items() if k in LOADING_SETTINGS}
-        token = _GIVEN_RERANKER.set(reranker)
-        try:
+        with handing_over(reranker, settings, "postprocessor") as described:
             return cls(**described, **settings)
-        finally:
-            _GIVEN_RERANKER.reset(token)
 
     @classmethod
     def class_name(cls) -> str:
@@ -151,25 +122,7 @@ class CoReRerank(BaseNodePostprocessor):
         """The underlying ``core_rerank.CoReReranker`` (share it with other components).
 
         Loaded again from the settings if it is missing (e.g. after unpickling)."""
-        if getattr(self, "_reranker", None) is None:
-            with _LOAD_LOCK:
-                if getattr(self, "_reranker", None) is None:
-                    self._reranker = self._load()
-        return self._reranker
-
-    def _load(self) -> Any:
-        from core_rerank import CoReReranker
-
-        return CoReReranker.from_pretrained(
-            self.model,
-            heads=self.heads,
-            method=self.method,
-            num_layers_to_keep=self.num_layers_to_keep,
-            device=self.device,
-            dtype=self.dtype,
-            max_doc_words=self.max_doc_words,
-            window_tokens=self.window_tokens,
-        )
+        return loaded_reranker(self)
 
     def _postprocess_nodes(
         self,

@@ -1,0 +1,68 @@
+"""What the LlamaIndex and LangChain adapters share: the fields that load the model, loading
+it once from them, and handing an already-built reranker to the constructor (``from_reranker``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+LOADING_SETTINGS = (
+    "model",
+    "heads",
+    "method",
+    "device",
+    "dtype",
+    "num_layers_to_keep",
+    "max_doc_words",
+    "window_tokens",
+)
+"""Adapter fields that say how the model is loaded; ``from_reranker`` takes them from the reranker."""
+
+_LOAD_LOCK = threading.Lock()
+# The reranker from_reranker hands to __init__ (so that no settings-plus-reranker argument exists).
+_GIVEN_RERANKER: ContextVar[Any] = ContextVar("core_rerank_given_reranker", default=None)
+
+
+def given_reranker() -> Any:
+    """The reranker ``from_reranker`` is handing to the constructor now, else ``None``."""
+    return _GIVEN_RERANKER.get()
+
+
+@contextmanager
+def handing_over(reranker: Any, settings: Mapping[str, Any], owner: str) -> Iterator[dict[str, Any]]:
+    """Inside ``from_reranker``: check the arguments, yield the loading settings that describe
+    ``reranker`` and make it the constructor's ``given_reranker()`` meanwhile. ``owner`` names
+    the adapter in error messages ("postprocessor", "compressor")."""
+    if not callable(getattr(reranker, "rerank", None)):
+        raise TypeError("reranker must be a core_rerank.CoReReranker (with .rerank(query, documents))")
+    loading = sorted(set(settings) & set(LOADING_SETTINGS))
+    if loading:
+        raise TypeError(
+            f"from_reranker() takes the {owner}'s own settings; {', '.join(loading)} belong to "
+            "the reranker: set them in CoReReranker.from_pretrained(...)"
+        )
+    token = _GIVEN_RERANKER.set(reranker)
+    try:
+        yield {k: v for k, v in reranker.settings().items() if k in LOADING_SETTINGS}
+    finally:
+        _GIVEN_RERANKER.reset(token)
+
+
+def load_reranker(adapter: Any) -> Any:
+    """A ``CoReReranker`` built from the adapter's loading fields."""
+    from .reranker import CoReReranker
+
+    fields = {name: getattr(adapter, name) for name in LOADING_SETTINGS}
+    return CoReReranker.from_pretrained(fields.pop("model"), **fields)
+
+
+def loaded_reranker(adapter: Any) -> Any:
+    """The adapter's reranker, loaded again from its fields if missing (e.g. after unpickling)."""
+    if getattr(adapter, "_reranker", None) is None:
+        with _LOAD_LOCK:
+            if getattr(adapter, "_reranker", None) is None:
+                adapter._reranker = load_reranker(adapter)
+    return adapter._reranker
