@@ -45,11 +45,11 @@ def subset_run(data: Path, run: Path, queries: int, depth: int, out: Path) -> li
 
 
 def rerank(config: str, args: argparse.Namespace, run: Path, out: Path) -> dict:
-    from core_rerank.rerank_job import ScorerSettings, run_job
+    from core_rerank.rerank_job import run_job
+    from core_rerank.settings import RerankerSettings
 
-    scorer = ScorerSettings(
-        reranker=dict(model_name_or_path=args.model, device="cpu", dtype="float32", max_doc_words=args.max_doc_words),
-        threads=args.threads,
+    scorer = RerankerSettings(
+        model=args.model, device="cpu", dtype="float32", max_doc_words=args.max_doc_words, threads=args.threads
     )
     pool: dict = {}
     workers, use_ray = 1, False

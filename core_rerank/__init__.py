@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 # The documented public API (README, docs/): name -> module that defines it.
 _EXPORTS = {
     "CoReReranker": "reranker",
-    "RerankResult": "reranker",
+    "RerankResult": "rerank_result",
     "HeadConfig": "head_config",
     "HeadConfigError": "head_config",
     "PreparedPrompt": "prompt",
@@ -25,6 +25,9 @@ _EXPORTS = {
     "Example": "detection",
     "ExampleSet": "detection",
     "DetectionDataError": "detection",
+    "InputError": "errors",
+    "MissingExtra": "errors",
+    "RerankerSettings": "settings",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

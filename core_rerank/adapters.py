@@ -9,17 +9,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-LOADING_SETTINGS = (
-    "model",
-    "heads",
-    "method",
-    "device",
-    "dtype",
-    "num_layers_to_keep",
-    "max_doc_words",
-    "window_tokens",
-)
-"""Adapter fields that say how the model is loaded; ``from_reranker`` takes them from the reranker."""
+from .errors import InputError
+from .settings import LOADING_FIELDS, RerankerSettings
+
+LOADING_SETTINGS = LOADING_FIELDS
+"""Adapter fields that say how the model is loaded (``RerankerSettings``' loading fields);
+``from_reranker`` takes them from the reranker."""
 
 _LOAD_LOCK = threading.Lock()
 # The reranker from_reranker hands to __init__ (so that no settings-plus-reranker argument exists).
@@ -37,26 +32,23 @@ def handing_over(reranker: Any, settings: Mapping[str, Any], owner: str) -> Iter
     ``reranker`` and make it the constructor's ``given_reranker()`` meanwhile. ``owner`` names
     the adapter in error messages ("postprocessor", "compressor")."""
     if not callable(getattr(reranker, "rerank", None)):
-        raise TypeError("reranker must be a core_rerank.CoReReranker (with .rerank(query, documents))")
+        raise InputError("reranker must be a core_rerank.CoReReranker (with .rerank(query, documents))")
     loading = sorted(set(settings) & set(LOADING_SETTINGS))
     if loading:
-        raise TypeError(
+        raise InputError(
             f"from_reranker() takes the {owner}'s own settings; {', '.join(loading)} belong to "
             "the reranker: set them in CoReReranker.from_pretrained(...)"
         )
     token = _GIVEN_RERANKER.set(reranker)
     try:
-        yield {k: v for k, v in reranker.settings().items() if k in LOADING_SETTINGS}
+        yield {name: getattr(RerankerSettings.of(reranker), name) for name in LOADING_SETTINGS}
     finally:
         _GIVEN_RERANKER.reset(token)
 
 
 def load_reranker(adapter: Any) -> Any:
-    """A ``CoReReranker`` built from the adapter's loading fields."""
-    from .reranker import CoReReranker
-
-    fields = {name: getattr(adapter, name) for name in LOADING_SETTINGS}
-    return CoReReranker.from_pretrained(fields.pop("model"), **fields)
+    """A ``CoReReranker`` built from the adapter's loading fields (every value as given)."""
+    return RerankerSettings(**{name: getattr(adapter, name) for name in LOADING_SETTINGS}).load()
 
 
 def loaded_reranker(adapter: Any) -> Any:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import run_files
+from .errors import InputError, MissingExtra
 from .utils import join_title, open_text
 
 BM25_INSTALL_HINT = 'the BM25 first stage needs bm25s and PyStemmer: pip install "core-rerank[eval]"'
@@ -40,7 +42,7 @@ def _jsonl(path: Path) -> Iterator[dict[str, Any]]:
             try:
                 yield json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+                raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
 
 
 def find_corpus_file(data_dir: str | Path) -> Path:
@@ -94,13 +96,13 @@ def load_qrels(path: str | Path, split: str = "test") -> dict[str, dict[str, int
             if len(row) == 4:  # TREC qrels: qid iter docid rel
                 row = [row[0], row[2], row[3]]
             if len(row) != 3:
-                raise ValueError(f"{path}:{number}: expected query-id, corpus-id, score")
+                raise InputError(f"{path}:{number}: expected query-id, corpus-id, score")
             try:
                 grade = int(float(row[2]))
             except ValueError:
                 if number == 1:
                     continue  # header
-                raise ValueError(f"{path}:{number}: score {row[2]!r} is not a number") from None
+                raise InputError(f"{path}:{number}: score {row[2]!r} is not a number") from None
             qrels.setdefault(row[0].strip(), {})[row[1].strip()] = grade
     return qrels
 
@@ -119,40 +121,16 @@ class Run:
 
 
 def load_trec_run(path: str | Path) -> Run:
-    """A TREC run file ``qid Q0 docid rank score tag``.
+    """A TREC run file ``qid Q0 docid rank score [tag]``, read by ``run_files.read_run`` (the
+    one reader); here a malformed line is an error naming it, not a line to skip.
 
     First-stage order is the rank column (ties: file order). A doc listed twice for one query
     keeps its first line.
     """
-    path = Path(path)
-    rows: dict[str, list[tuple[float, int, str, float]]] = {}
-    tag = None
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) < 5:
-                raise ValueError(f"{path}:{number}: expected 'qid Q0 docid rank score [tag]'")
-            qid, doc_id = parts[0], parts[2]
-            try:
-                rank, score = float(parts[3]), float(parts[4])
-            except ValueError:
-                raise ValueError(f"{path}:{number}: rank and score must be numbers") from None
-            tag = tag or (parts[5] if len(parts) > 5 else None)
-            rows.setdefault(qid, []).append((rank, number, doc_id, score))
-    run = Run(name=tag or path.name)
-    for qid, entries in rows.items():
-        entries.sort(key=lambda e: (e[0], e[1]))
-        order, scores = [], {}
-        for _, _, doc_id, score in entries:
-            if doc_id in scores:
-                continue
-            order.append(doc_id)
-            scores[doc_id] = score
-        run.order[qid] = order
-        run.scores[qid] = scores
-    return run
+    parsed = run_files.read_run(path)
+    if parsed.problems:
+        raise InputError(str(parsed.problems[0]))
+    return Run(order=parsed.order, scores=parsed.scores, name=parsed.tag or Path(path).name)
 
 
 def write_trec_run(path: str | Path, scores: Mapping[str, Mapping[str, float]], tag: str = "core-rerank") -> None:
@@ -180,7 +158,7 @@ def bm25_run(
         import bm25s
         import Stemmer
     except ImportError as exc:
-        raise ImportError(BM25_INSTALL_HINT) from exc
+        raise MissingExtra(BM25_INSTALL_HINT) from exc
     doc_ids = list(corpus)
     texts = [join_title(corpus[d].get("title"), corpus[d].get("text") or "") for d in doc_ids]
     stemmer = Stemmer.Stemmer("english")
@@ -242,7 +220,7 @@ def load_eval_data(
     all_queries = load_queries(data_dir)
     absent = [q for q in qrels if q not in all_queries]
     if absent:
-        raise ValueError(f"{len(absent)} judged queries have no text in queries.jsonl (e.g. {absent[:3]})")
+        raise InputError(f"{len(absent)} judged queries have no text in queries.jsonl (e.g. {absent[:3]})")
     queries = {q: all_queries[q] for q in qrels}
     run: Run | None = None
     if run_file is not None:

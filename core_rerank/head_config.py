@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import HeadConfigError, InputError
+from .layers import original_num_layers
 from .utils import text_config
 from .windows import MIN_WINDOW_TOKENS
 
@@ -27,10 +29,6 @@ FORMAT = "core-rerank/heads"
 FORMAT_VERSION = 1
 Method = Literal["core", "qr", "icr"]
 METHODS: tuple[str, ...] = ("core", "qr", "icr")
-
-
-class HeadConfigError(ValueError):
-    """A head configuration is malformed or does not fit the model it is used with."""
 
 
 class Architecture(BaseModel):
@@ -130,14 +128,17 @@ class HeadConfig(BaseModel):
     def deepest_layer(self) -> int | None:
         return max((layer for layer, _ in self.heads), default=None)
 
-    def num_layers_needed(self, num_hidden_layers: int) -> int:
+    def num_layers_needed(self, num_hidden_layers: int | None = None) -> int:
         """How many leading layers the scorer needs on a model with ``num_hidden_layers``:
-        the config's ``num_layers_to_keep`` if set, else the deepest selected layer + 1
-        (every layer for ICR)."""
+        the config's ``num_layers_to_keep`` if set (capped at the model's), else the deepest
+        selected layer + 1; every layer for ICR (which needs ``num_hidden_layers``). Without
+        ``num_hidden_layers`` (no model at hand), what the heads alone need."""
         if self.method == "icr":
+            if num_hidden_layers is None:
+                raise InputError("ICR runs every layer: give the model's num_hidden_layers")
             return num_hidden_layers
         if self.num_layers_to_keep is not None:
-            return min(self.num_layers_to_keep, num_hidden_layers)
+            return min(self.num_layers_to_keep, num_hidden_layers or self.num_layers_to_keep)
         return max(layer for layer, _ in self.heads) + 1
 
     def heads_by_layer(self, num_hidden_layers: int, num_attention_heads: int) -> dict[int, list[int]]:
@@ -157,7 +158,7 @@ class HeadConfig(BaseModel):
         multimodal models) or anything with the same three attributes.
         """
         config = text_config(config)
-        layers = _original_num_layers(config)
+        layers = original_num_layers(config)
         heads = config.num_attention_heads
         kv_heads = getattr(config, "num_key_value_heads", None) or heads
         for layer, head in self.heads:
@@ -333,11 +334,6 @@ def is_score_table(data: Any) -> bool:
     return isinstance(data, Mapping) and bool(data) and all(_LAYER_HEAD.match(str(k)) for k in data)
 
 
-def _original_num_layers(config: Any) -> int:
-    """The model's layer count before core-rerank pruned it (pruning records the original)."""
-    return getattr(config, "core_rerank_original_num_hidden_layers", None) or config.num_hidden_layers
-
-
 def preset_dir() -> Any:
     """The folder (an importlib resources ``Traversable``) of the shipped head presets."""
     return resources.files("core_rerank") / "heads"
@@ -384,13 +380,13 @@ def resolve_heads(heads: "str | Path | HeadConfig | None", method: str | None, m
     contradicts the method of the given heads is a ``ValueError``.
     """
     if method is not None and method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+        raise InputError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     if heads is not None:
         config = HeadConfig.load(heads)
         if method is not None and method != config.method:
             if method == "icr":
-                raise ValueError("method='icr' uses every head; do not pass heads= with it")
-            raise ValueError(
+                raise InputError("method='icr' uses every head; do not pass heads= with it")
+            raise InputError(
                 f"method={method!r} contradicts the heads given, which are {config.method!r} heads"
                 f"{f' ({config.name})' if config.name else ''}; pass method={config.method!r} or None"
             )

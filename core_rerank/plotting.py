@@ -10,13 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from .errors import MissingExtra
+
 
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the non-interactive Agg backend; an ImportError naming the extra."""
     try:
         import matplotlib
     except ImportError:
-        raise ImportError('plotting needs matplotlib: pip install "core-rerank[plot]"') from None
+        raise MissingExtra('plotting needs matplotlib: pip install "core-rerank[plot]"') from None
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InputError
 from .utils import join_title
 
 INTRO = "Here are some paragraphs:\n\n"
@@ -58,7 +59,7 @@ class PromptBuilder:
 
     def __init__(self, tokenizer: Any, null_query: str = NULL_QUERY):
         if not getattr(tokenizer, "is_fast", False):
-            raise TypeError(
+            raise InputError(
                 "core-rerank needs a fast (Rust) tokenizer for character offsets; "
                 "load it with AutoTokenizer.from_pretrained(..., use_fast=True)"
             )
@@ -163,16 +164,16 @@ def _token_spans(offsets: Sequence[tuple[int, int]], char_ranges: Sequence[tuple
 def check_query(query: Any) -> str:
     """The query with whitespace runs made one space; a non-string or empty query is refused."""
     if not isinstance(query, str):
-        raise TypeError(f"query must be a string, got {type(query).__name__}")
+        raise InputError(f"query must be a string, got {type(query).__name__}")
     if not query.strip():
-        raise ValueError("query is empty: reranking needs a query with some text")
+        raise InputError("query is empty: reranking needs a query with some text")
     return " ".join(query.split())
 
 
 def check_documents(documents: Any) -> Sequence[Any]:
     """``documents`` itself, if it is a list-like of documents (not one string)."""
     if isinstance(documents, (str, bytes)) or not isinstance(documents, Sequence):
-        raise TypeError("documents must be a list of strings (or of {'text', 'title'} mappings)")
+        raise InputError("documents must be a list of strings (or of {'text', 'title'} mappings)")
     return documents
 
 
@@ -186,7 +187,7 @@ def document_texts(documents: Sequence[Any]) -> list[str]:
         elif isinstance(doc, Mapping) and isinstance(doc.get("text"), str):
             texts.append(join_title(doc.get("title"), doc["text"]))
         else:
-            raise TypeError(
+            raise InputError(
                 f"document {index} is a {type(doc).__name__}; documents must be strings "
                 "(or mappings with a 'text' string and an optional 'title')"
             )

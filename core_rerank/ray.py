@@ -12,9 +12,11 @@ not shadow the real package)::
     reranked = rerank_dataset(ds, model="smollm2-135m-instruct", workers=2)
     # rows: query_id, doc_ids and scores (best first), error (None or why it failed), seconds
 
-Each actor sets its torch threads, builds ``CoReReranker.from_pretrained`` (only the layers
-the heads need) and scores every row with ``rerank_job.score_item``, the function the
-in-process path uses, so the scores are the same. Ray restarts an actor that dies and retries
+Each actor builds its reranker from one ``RerankerSettings`` (torch threads first, then only
+the layers the heads need; every setting as given, ``None`` included) and scores every row with
+``core_rerank.pool.score_item``, the function the in-process path uses, so the scores are the
+same. Each row also carries the settings of the reranker the actor actually built (column
+``reranker``, JSON). Ray restarts an actor that dies and retries
 its batch (Ray Data's actor pools default to ``max_restarts=-1`` and ``max_task_retries=-1``).
 """
 
@@ -28,7 +30,9 @@ from typing import Any
 import ray
 import ray.data
 
-from .rerank_job import ScorerSettings, score_item
+from .errors import InputError
+from .pool import built_json, local_cluster_cpus, score_item
+from .settings import RerankerSettings
 from .utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
 MAX_BLOCKS = 4096  # input blocks (small blocks: results stream back as they finish)
@@ -44,6 +48,7 @@ def _schema() -> Any:
             ("scores", pa.list_(pa.float64())),
             ("error", pa.string()),
             ("seconds", pa.float64()),
+            ("reranker", pa.string()),
         ]
     )
 
@@ -55,23 +60,24 @@ class RerankActor:
     pickles by value, so a restarted actor rebuilds the same reranker.
     """
 
-    scorer: ScorerSettings = ScorerSettings()
+    settings: RerankerSettings = RerankerSettings()
 
     def __init__(self) -> None:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        self.reranker = self.scorer.load()
+        self.reranker = self.settings.load()
+        self.built = built_json(self.reranker)
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
         rows = batch.to_pylist() if hasattr(batch, "to_pylist") else _rows(batch)
-        results = [score_item(self.reranker, row) for row in rows]
+        results = [score_item(self.reranker, row, self.built) for row in rows]
         return pa.Table.from_pylist(results, schema=_schema())
 
 
-def actor_class(scorer: ScorerSettings) -> type[RerankActor]:
-    """A :class:`RerankActor` subclass that builds its reranker from ``scorer``."""
-    return type("RerankActor", (RerankActor,), {"scorer": scorer, "__module__": __name__})
+def actor_class(settings: RerankerSettings) -> type[RerankActor]:
+    """A :class:`RerankActor` subclass that builds its reranker from ``settings``."""
+    return type("RerankActor", (RerankActor,), {"settings": settings, "__module__": __name__})
 
 
 def _rows(batch: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -86,17 +92,14 @@ def ray_version() -> tuple[int, ...]:
 def init_ray(
     address: str | None = None, workers: int = 1, threads_per_worker: float = 1, gpus_per_worker: float = 0
 ) -> None:
-    """Connect to ``address`` (``"auto"``: a running cluster), or start a local cluster.
-
-    A local cluster gets one logical CPU more than the actors take, so Ray Data's own tasks
-    always find a CPU (with exactly as many as the actors hold, the job can hang).
-    """
+    """Connect to ``address`` (``"auto"``: a running cluster), or start a local cluster sized
+    by ``pool.local_cluster_cpus`` (one logical CPU more than the actors take)."""
     if ray.is_initialized():
         return
     if address:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         return
-    cpus = max(os.cpu_count() or 1, int(workers * max(threads_per_worker, 1))) + 1
+    cpus = local_cluster_cpus(workers, threads_per_worker)
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
@@ -116,36 +119,36 @@ def rerank_dataset(
     max_length: int | None = None,
     window_tokens: int | str | None = "auto",
     num_layers_to_keep: int | str | None = None,
-    scorer: ScorerSettings | None = None,
+    settings: RerankerSettings | None = None,
 ) -> Any:
-    """A lazy Ray Dataset of ``{query_id, doc_ids, scores, error, seconds}`` (best first) for ``ds``.
+    """A lazy Ray Dataset of ``{query_id, doc_ids, scores, error, seconds, reranker}`` (best first) for ``ds``.
 
     ``ds`` rows: ``query_id``, ``query``, ``doc_ids`` and ``documents`` (strings, same length).
     ``workers`` actors, each with ``threads_per_worker`` torch threads (also its CPU
     reservation) and ``gpus_per_worker`` GPUs, score ``batch_size`` queries per call. A query
-    that cannot be scored gets ``error`` and no scores; it does not stop the job. ``scorer``
-    overrides the model options (what ``rerank-run`` passes).
+    that cannot be scored gets ``error`` and no scores; it does not stop the job. The model
+    options reach ``CoReReranker.from_pretrained`` as given (``None`` included); ``settings``
+    replaces them all (what ``rerank-run`` passes). ``reranker`` is the JSON of the settings
+    the actor actually built.
     """
     if workers < 1:
-        raise ValueError("workers must be >= 1")
-    if scorer is None:
-        scorer = ScorerSettings(
-            reranker=dict(
-                model_name_or_path=model,
-                heads=heads,
-                method=method,
-                device=device,
-                dtype=dtype,
-                max_doc_words=max_doc_words,
-                max_length=max_length,
-                window_tokens=window_tokens,
-                num_layers_to_keep=num_layers_to_keep,
-            )
+        raise InputError("workers must be >= 1")
+    if settings is None:
+        settings = RerankerSettings(
+            model=model,
+            heads=heads,
+            method=method,
+            device=device,
+            dtype=dtype,
+            max_doc_words=max_doc_words,
+            max_length=max_length,
+            window_tokens=window_tokens,
+            num_layers_to_keep=num_layers_to_keep,
         )
-    if scorer.threads is None:
-        scorer = ScorerSettings(reranker=dict(scorer.reranker), threads=max(1, int(threads_per_worker)))
-    if gpus_per_worker and not scorer.reranker.get("device"):
-        scorer = ScorerSettings(reranker={**scorer.reranker, "device": "cuda"}, threads=scorer.threads)
+    if settings.threads is None:
+        settings = settings.replace(threads=max(1, int(threads_per_worker)))
+    if gpus_per_worker and not settings.device:
+        settings = settings.replace(device="cuda")
     pool: dict[str, Any]
     if ray_version() >= (2, 51):
         pool = {"compute": ray.data.ActorPoolStrategy(size=workers)}
@@ -154,7 +157,7 @@ def rerank_dataset(
     # Fault tolerance is Ray Data's default for actor pools: max_restarts=-1 (a dead actor is
     # replaced) and max_task_retries=-1 (its batch is retried); passing them here is deprecated.
     return ds.map_batches(
-        actor_class(scorer),
+        actor_class(settings),
         batch_size=batch_size,
         batch_format="pyarrow",
         num_cpus=threads_per_worker,
@@ -163,8 +166,8 @@ def rerank_dataset(
     )
 
 
-def score_queries(
-    scorer: ScorerSettings,
+def score_on_pool(
+    settings: RerankerSettings,
     items: Sequence[Mapping[str, Any]],
     workers: int = 2,
     *,
@@ -176,21 +179,20 @@ def score_queries(
     """Score work items on an actor pool; yield each result as soon as it reaches this process."""
     if not items:
         return
-    threads = threads_per_worker or scorer.threads or 1
+    threads = threads_per_worker or settings.threads or 1
     init_ray(ray_address, workers, threads, gpus_per_worker)
     logging.getLogger("ray.data").setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # rerank-run shows its own bar (queries, rate, ETA)
     context.execution_options.preserve_order = False
     ds = ray.data.from_items([dict(item) for item in items], override_num_blocks=min(len(items), MAX_BLOCKS))
-    scorer = ScorerSettings(reranker=dict(scorer.reranker), threads=max(1, int(threads)))
     reranked = rerank_dataset(
         ds,
         workers=workers,
         threads_per_worker=threads,
         gpus_per_worker=gpus_per_worker,
         batch_size=batch_size,
-        scorer=scorer,
+        settings=settings.replace(threads=max(1, int(threads))),
     )
     for row in reranked.iter_rows():
         yield {
@@ -199,4 +201,5 @@ def score_queries(
             "scores": [float(s) for s in row["scores"]],
             "error": row["error"],
             "seconds": float(row["seconds"] or 0.0),
+            "reranker": row["reranker"],
         }

@@ -8,12 +8,15 @@
    missing from ``queries.jsonl``, empty query texts, document ids missing from the corpus (or
    with no text), and queries left with no candidates are counted and listed in the summary.
 2. Queries already in ``<out>.parts/`` (or in a finished ``<out>`` made with the same
-   settings) are skipped; the rest go to :func:`score_queries`, in this process
+   settings) are skipped; the rest go to :func:`score_items`, in this process
    (``workers=1``) or through ``core_rerank.ray`` (a Ray Data actor pool).
 3. Each result is appended to a part file as it arrives; at the end the run is written
-   atomically, with ``<out>.summary.json`` next to it, and the parts are removed.
+   atomically, with ``<out>.summary.json`` next to it, and the parts are removed. Queries whose
+   scoring failed are named in the summary and ``rerank-run`` exits ``EXIT_QUERIES_FAILED``.
 
-Every path scores a query with :func:`score_item`, so one worker and many give the same scores.
+Every path scores a query with ``core_rerank.pool.score_item`` on a reranker built from one
+``RerankerSettings``, so one worker and many give the same scores, and the summary records the
+reranker that was actually built (``summary["reranker"]``).
 """
 
 from __future__ import annotations
@@ -27,119 +30,44 @@ from pathlib import Path
 from typing import Any
 
 from . import run_files
-from .utils import DEFAULT_MODEL, join_title, progress_bar
+from .errors import InputError
+from .pool import built_json, require_ray, score_item, uses_ray
+from .settings import RerankerSettings
+from .utils import file_sha256, join_title, progress_bar
 
-RAY_INSTALL_HINT = 'more than one worker needs Ray: pip install "core-rerank[ray]"'
 DEFAULT_RUN_NAME = "run.bm25.top100.trec"
 LIST_LIMIT = 20  # ids listed per problem in the summary (the counts are always complete)
 
 
 # ---------------------------------------------------------------------- scoring
-@dataclass
-class ScorerSettings:
-    """How each worker builds its reranker: ``CoReReranker.from_pretrained`` keyword arguments
-    (``model_name_or_path`` first) and the torch CPU threads it may use (``None``: torch's default)."""
-
-    reranker: dict[str, Any] = field(default_factory=lambda: {"model_name_or_path": DEFAULT_MODEL})
-    threads: int | None = None
-
-    @property
-    def model(self) -> str:
-        return str(self.reranker.get("model_name_or_path", DEFAULT_MODEL))
-
-    def method(self) -> str:
-        """The scoring method without loading the model: ``method``, else the heads file's, else core."""
-        if self.reranker.get("method"):
-            return str(self.reranker["method"])
-        heads = self.reranker.get("heads")
-        if heads is not None:
-            from .head_config import HeadConfig
-
-            return str(HeadConfig.load(heads).method)
-        return "core"
-
-    def fingerprint(self) -> dict[str, Any]:
-        """What decides the scores (not device or threads, so a restart may change those)."""
-        skip = {"device", "device_map"}
-        return {
-            key: value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
-            for key, value in sorted(self.reranker.items())
-            if key not in skip
-        }
-
-    def load(self) -> Any:
-        """Set torch's threads, then build the reranker (pruned to the layers its heads need)."""
-        import torch
-
-        from .reranker import CoReReranker
-
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        kwargs = {k: v for k, v in self.reranker.items() if v is not None}
-        return CoReReranker.from_pretrained(**kwargs)
-
-
-def score_item(reranker: Any, item: Mapping[str, Any]) -> dict[str, Any]:
-    """Score one work item: ``{"query_id", "doc_ids", "scores", "error", "seconds"}``, best first.
-
-    Ties keep the input (first-stage) order. An exception becomes ``error`` (and no scores),
-    so one bad query never stops a job.
-    """
-    qid = str(item["query_id"])
-    doc_ids = [str(d) for d in item["doc_ids"]]
-    start = time.perf_counter()
-    try:
-        scores = [float(s) for s in reranker.score(str(item["query"]), [str(d) for d in item["documents"]])]
-        if len(scores) != len(doc_ids):
-            raise ValueError(f"{len(doc_ids)} doc ids but {len(scores)} documents")
-    except Exception as exc:
-        return {
-            "query_id": qid,
-            "doc_ids": [],
-            "scores": [],
-            "error": f"{type(exc).__name__}: {exc}",
-            "seconds": time.perf_counter() - start,
-        }
-    order = sorted(range(len(doc_ids)), key=lambda i: (-scores[i], i))
-    return {
-        "query_id": qid,
-        "doc_ids": [doc_ids[i] for i in order],
-        "scores": [scores[i] for i in order],
-        "error": None,
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def score_queries(
-    scorer: ScorerSettings,
+def score_items(
+    settings: RerankerSettings,
     items: Iterable[Mapping[str, Any]],
     workers: int = 1,
     use_ray: bool | None = None,
     **pool: Any,
 ) -> Iterator[dict[str, Any]]:
-    """Results of :func:`score_item` for ``items`` as they finish (any order with Ray).
+    """Results of :func:`core_rerank.pool.score_item` for ``items`` as they finish (any order with Ray).
 
-    ``workers=1`` (and ``use_ray`` not True) scores in this process; otherwise the items go
-    through ``core_rerank.ray.score_queries`` with ``pool`` options (``threads_per_worker``,
-    ``gpus_per_worker``, ``ray_address``, ``batch_size``). This is the function ``core-rerank
-    eval --workers`` is meant to call.
+    Without Ray (``workers=1``, ``use_ray`` not True) the items are scored in this process;
+    otherwise on ``core_rerank.ray.score_on_pool`` with the ``pool`` options
+    (``threads_per_worker``, ``gpus_per_worker``, ``ray_address``, ``batch_size``).
+    ``rerank-run`` and ``eval --workers`` both score through here.
     """
     if use_ray is None:
-        use_ray = workers > 1 or pool.get("ray_address") is not None
+        use_ray = uses_ray(workers, pool.get("ray_address"), pool.get("gpus_per_worker") or 0)
     if not use_ray:
         if workers > 1:
-            raise ValueError("workers > 1 needs Ray (use_ray=True)")
-        reranker = scorer.load()
+            raise InputError("workers > 1 needs Ray (use_ray=True)")
+        reranker = settings.load()
+        built = built_json(reranker)
         for item in items:
-            yield score_item(reranker, item)
+            yield score_item(reranker, item, built)
         return
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ImportError(RAY_INSTALL_HINT) from None
-    from .ray import score_queries as ray_score_queries
+    require_ray(f"{workers} workers")
+    from .ray import score_on_pool
 
-    yield from ray_score_queries(scorer, list(items), workers=workers, **pool)
+    yield from score_on_pool(settings, list(items), workers=workers, **pool)
 
 
 # ---------------------------------------------------------------------- planning
@@ -165,7 +93,7 @@ def plan_job(
     from .datasets import find_corpus_file, load_corpus, load_qrels, load_queries
 
     if depth < 1:
-        raise ValueError("--depth must be >= 1")
+        raise InputError("--depth must be >= 1")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"no data folder {data_dir}")
@@ -179,7 +107,7 @@ def plan_job(
             if run.problems
             else "it holds no run lines"
         )
-        raise ValueError(f"nothing to rerank in {run_path}: {why}")
+        raise InputError(f"nothing to rerank in {run_path}: {why}")
     queries = load_queries(data_dir)
     candidates: dict[str, list[str]] = {}
     identical = 0
@@ -246,10 +174,103 @@ def plan_job(
 
 
 # ---------------------------------------------------------------------- the job
+EXIT_QUERIES_FAILED = 3
+"""``rerank-run``'s exit code when some queries could not be scored (the run holds the others)."""
+
+
+def job_settings(plan: Plan, settings: RerankerSettings, **job: Any) -> dict[str, Any]:
+    """What decides a job's output (checked when it resumes): data, run, job options, scorer."""
+    method = settings.method_name()
+    return {
+        "data_dir": str(Path(job.pop("data_dir")).resolve()),
+        "run": str(Path(plan.run_path).resolve()),
+        "run_sha256": file_sha256(plan.run_path),
+        **job,
+        **settings.fingerprint(),
+        "method": method,
+        "tag": run_files.run_tag(settings.model, method),
+    }
+
+
+def resume_results(out: Path, settings: dict[str, Any], store: run_files.PartStore, overwrite: bool) -> dict:
+    """Results already written for ``out`` with the same settings: a finished run, then part files."""
+    summary_path = summary_path_of(out)
+    done: dict[str, tuple[list[str], list[float]]] = {}
+    if not overwrite and not store.exists() and out.exists():
+        if not summary_path.is_file():
+            raise InputError(f"{out} exists and was not written by rerank-run; use another --out or --overwrite")
+        old = json.loads(summary_path.read_text(encoding="utf-8")).get("settings", {})
+        run_files.check_same_settings(old, settings, str(out))
+        done = run_files.read_results(out)
+    store.open(settings, overwrite=overwrite)
+    done.update({q: r for q, r in store.done().items() if q not in done})
+    return done
+
+
+def summary_path_of(out: Path) -> Path:
+    return out.with_name(out.name + ".summary.json")
+
+
+@dataclass
+class Scoring:
+    """What the scoring loop saw: failures, the reranker each worker built, timings."""
+
+    failed: dict[str, str] = field(default_factory=dict)
+    built: dict[str, None] = field(default_factory=dict)  # distinct built-settings JSON, in arrival order
+    seconds: float = 0.0
+    first_result: float | None = None
+    wall: float = 0.0
+
+    def reranker(self) -> Any:
+        """The built settings: one dict when every worker built the same reranker, else a list."""
+        values = [json.loads(b) for b in self.built]
+        return values[0] if len(values) == 1 else values or None
+
+
+def score_todo(
+    todo: list[dict[str, Any]],
+    settings: RerankerSettings,
+    store: run_files.PartStore,
+    done: dict,
+    *,
+    workers: int,
+    use_ray: bool | None,
+    progress: bool,
+    on_result: Callable[[dict[str, Any]], None] | None,
+    pool: dict[str, Any],
+) -> Scoring:
+    """Score the queries not done yet, appending each result to the part files as it arrives."""
+    seen = Scoring()
+    start = time.perf_counter()
+    bar = progress_bar(len(todo), "rerank-run", unit="query", enabled=progress)
+    try:
+        if todo:
+            for result in score_items(settings, todo, workers=workers, use_ray=use_ray, **pool):
+                qid = result["query_id"]
+                if seen.first_result is None:
+                    seen.first_result = time.perf_counter() - start
+                seen.seconds += float(result.get("seconds") or 0.0)
+                if result.get("reranker"):
+                    seen.built[result["reranker"]] = None
+                if result.get("error"):
+                    seen.failed[qid] = str(result["error"])
+                elif qid not in done:
+                    store.append(qid, result["doc_ids"], result["scores"])
+                    done[qid] = (list(result["doc_ids"]), list(result["scores"]))
+                bar.update(1)
+                if on_result is not None:
+                    on_result(result)
+    finally:
+        bar.close()
+        store.close()
+    seen.wall = time.perf_counter() - start
+    return seen
+
+
 def run_job(
     data_dir: str | Path,
     out: str | Path,
-    scorer: ScorerSettings | None = None,
+    settings: RerankerSettings | None = None,
     *,
     run_file: str | Path | None = None,
     depth: int = 20,
@@ -266,106 +287,59 @@ def run_job(
     """Rerank the run of a BEIR folder into ``out``; returns the summary (also in ``<out>.summary.json``).
 
     Resumes from ``<out>.parts/`` (or a finished ``out``) made with the same settings;
-    ``overwrite`` starts again. ``on_result`` sees every new result (tests use it to interrupt).
+    ``overwrite`` starts again. Queries that fail to score are left out of ``out`` and named in
+    the summary (``queries.failed``); running again retries only them. ``on_result`` sees every
+    new result (tests use it to interrupt).
     """
-    scorer = scorer or ScorerSettings()
+    settings = settings or RerankerSettings()
     out = Path(out)
     started = time.perf_counter()
     plan = plan_job(data_dir, run_file, depth, split, keep_identical_ids)
-    method = scorer.method()
-    tag = run_files.run_tag(scorer.model, method)
-    settings = {
-        "data_dir": str(Path(data_dir).resolve()),
-        "run": str(Path(plan.run_path).resolve()),
-        "run_sha256": _sha256(plan.run_path),
-        "depth": depth,
-        "split": split,
-        "keep_identical_ids": keep_identical_ids,
-        **scorer.fingerprint(),
-        "method": method,
-        "tag": tag,
-    }
-
-    summary_path = out.with_name(out.name + ".summary.json")
+    fingerprint = job_settings(
+        plan, settings, data_dir=data_dir, depth=depth, split=split, keep_identical_ids=keep_identical_ids
+    )
     store = run_files.PartStore(out)
-    done: dict[str, tuple[list[str], list[float]]] = {}
-    if not overwrite and not store.exists() and out.exists():
-        if not summary_path.is_file():
-            raise ValueError(f"{out} exists and was not written by rerank-run; use another --out or --overwrite")
-        old = json.loads(summary_path.read_text(encoding="utf-8")).get("settings", {})
-        run_files.check_same_settings(old, settings, str(out))
-        done = run_files.read_results(out)
-    store.open(settings, overwrite=overwrite)
-    done.update({q: r for q, r in store.done().items() if q not in done})
-    wanted = {item["query_id"] for item in plan.items}
-    resumed = len(wanted & set(done))
+    done = resume_results(out, fingerprint, store, overwrite)
+    resumed = len({item["query_id"] for item in plan.items} & set(done))
     todo = [item for item in plan.items if item["query_id"] not in done]
     log(
         f"rerank-run: {len(plan.items)} queries to rerank from {plan.run_path}"
         + (f" ({resumed} already done in {out}, {len(todo)} to go)" if resumed else "")
     )
-
-    failed: dict[str, str] = {}
-    seconds = 0.0
-    first_result: float | None = None
-    score_start = time.perf_counter()
-    bar = progress_bar(len(todo), "rerank-run", unit="query", enabled=progress)
-    try:
-        if todo:
-            for result in score_queries(scorer, todo, workers=workers, use_ray=use_ray, **pool):
-                qid = result["query_id"]
-                if first_result is None:
-                    first_result = time.perf_counter() - score_start
-                seconds += float(result.get("seconds") or 0.0)
-                if result.get("error"):
-                    failed[qid] = str(result["error"])
-                elif qid not in done:
-                    store.append(qid, result["doc_ids"], result["scores"])
-                    done[qid] = (list(result["doc_ids"]), list(result["scores"]))
-                bar.update(1)
-                if on_result is not None:
-                    on_result(result)
-    finally:
-        bar.close()
-        store.close()
-    wall = time.perf_counter() - score_start
-
+    seen = score_todo(
+        todo, settings, store, done, workers=workers, use_ray=use_ray, progress=progress, on_result=on_result, pool=pool
+    )
     final = [(item["query_id"], *done[item["query_id"]]) for item in plan.items if item["query_id"] in done]
-    lines = run_files.write_run(out, final, tag)
+    lines = run_files.write_run(out, final, str(fingerprint["tag"]))
     report = dict(plan.report)
     report["failed"] = {
-        "count": len(failed),
-        "ids": list(failed)[:LIST_LIMIT],
-        "errors": dict(list(failed.items())[:LIST_LIMIT]),
+        "count": len(seen.failed),
+        "ids": list(seen.failed)[:LIST_LIMIT],
+        "errors": dict(list(seen.failed.items())[:LIST_LIMIT]),
     }
     summary = {
         "out": str(out),
-        "settings": settings,
+        "settings": fingerprint,
+        "reranker": seen.reranker(),
         "queries": {
             "planned": len(plan.items),
             "written": len(final),
             "resumed": resumed,
-            "scored_now": len(todo) - len(failed),
-            "failed": len(failed),
+            "scored_now": len(todo) - len(seen.failed),
+            "failed": len(seen.failed),
         },
         "lines": lines,
         "workers": workers,
         "pool": {k: v for k, v in pool.items() if v is not None},
         "seconds": {
             "total": time.perf_counter() - started,
-            "scoring_wall": wall,
-            "first_result": first_result,
-            "scoring_sum": seconds,
+            "scoring_wall": seen.wall,
+            "first_result": seen.first_result,
+            "scoring_sum": seen.seconds,
         },
-        "queries_per_second": (len(todo) / wall) if todo and wall > 0 else None,
+        "queries_per_second": (len(todo) / seen.wall) if todo and seen.wall > 0 else None,
         "input": report,
     }
-    run_files.atomic_write(summary_path, [json.dumps(summary, indent=2) + "\n"])
+    run_files.atomic_write(summary_path_of(out), [json.dumps(summary, indent=2) + "\n"])
     store.remove()
     return summary
-
-
-def _sha256(path: str | Path) -> str:
-    from .utils import file_sha256
-
-    return file_sha256(path)

@@ -6,33 +6,20 @@ import asyncio
 import inspect
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
+from .errors import InputError
 from .head_config import METHODS, HeadConfig, HeadConfigError, resolve_heads
+from .layers import layers_to_build
 from .prompt import PreparedPrompt, PromptBuilder, check_documents, check_query, document_texts, truncate_words
-from .scoring import sum_heads
+from .rerank_result import RerankResult
+from .scoring import relevance_scores, sum_heads
 from .utils import DEFAULT_MAX_DOC_WORDS, text_config
 from .windows import WindowPlan, check_window_tokens, plan_prompt_windows
 
 __all__ = ["DEFAULT_MAX_DOC_WORDS", "METHODS", "CoReReranker", "RerankResult", "resolve_heads"]
 
 MAX_LENGTH_CAP = 32768  # default prompt budget: min(model context, this)
-
-
-@dataclass(frozen=True)
-class RerankResult:
-    """One reranked document. ``index`` is its position in the input list."""
-
-    index: int
-    score: float
-    text: str
-    doc_id: Any = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["relevance_score"] = self.score
-        return data
 
 
 class CoReReranker:
@@ -85,7 +72,7 @@ class CoReReranker:
         self._heads_by_layer = self.heads.heads_by_layer(needed, decoder_config.num_attention_heads)
         self._stop_after = needed - 1
         if max_doc_words is not None and max_doc_words < 1:
-            raise ValueError("max_doc_words must be a positive number of words, or None")
+            raise InputError("max_doc_words must be a positive number of words, or None")
         self.max_doc_words = max_doc_words
         context = getattr(decoder_config, "max_position_embeddings", None) or MAX_LENGTH_CAP
         self.max_length = int(max_length) if max_length else min(context, MAX_LENGTH_CAP)
@@ -99,6 +86,9 @@ class CoReReranker:
             "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
         )
         self.lock = threading.RLock()
+        # Tokens of the prompts the last score()/rerank() ran: {"prompts", "prompt_tokens",
+        # "total_tokens"} (total adds the N/A twins' query parts). Read it under ``lock``.
+        self.last_usage: dict[str, int] = {}
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -147,7 +137,7 @@ class CoReReranker:
         head_config = resolve_heads(heads, method, list(source.model_ids))
         head_config.validate_for(config)
         full_layers = text_config(config).num_hidden_layers
-        keep = loading.num_layers_to_build(num_layers_to_keep, full_layers, head_config)
+        keep = layers_to_build(head_config, num_layers_to_keep, full_layers)
         torch_device = loading.resolve_device(device)
         torch_dtype = loading.resolve_dtype(dtype, torch_device)
         tokenizer = loading.load_tokenizer(source, **hub, **(tokenizer_kwargs or {}))
@@ -198,10 +188,10 @@ class CoReReranker:
         texts = [truncate_words(t, self.max_doc_words) for t in document_texts(documents)]
         empty = [i for i, t in enumerate(texts) if not t]
         if empty:
-            raise ValueError(f"documents {empty} are empty; prepare() needs text in every document")
+            raise InputError(f"documents {empty} are empty; prepare() needs text in every document")
         prepared = self.builder.prepare(query, texts)
         if len(prepared) > self.max_length:
-            raise ValueError(
+            raise InputError(
                 f"the prompt has {len(prepared)} tokens, over max_length={self.max_length}; "
                 "score()/rerank() split such lists into windows"
             )
@@ -236,7 +226,7 @@ class CoReReranker:
                 continue
             outside = [(layer, head) for layer, head in subset if head not in self._heads_by_layer.get(layer, ())]
             if outside or not subset:
-                raise ValueError(
+                raise InputError(
                     f"head subset {name!r}: "
                     + (f"heads {outside[:5]} are not among this reranker's heads" if outside else "no heads")
                 )
@@ -255,6 +245,7 @@ class CoReReranker:
         query = check_query(query)
         scores = {name: [float("-inf")] * len(documents) for name in subsets}
         plan = self._plan(query, documents)
+        usage = {"prompts": 0, "prompt_tokens": 0, "total_tokens": 0}
         with self.lock:
             for window in plan.windows:
                 prepared = self.builder.prepare(query, [plan.slots[i] for i in window])
@@ -262,7 +253,17 @@ class CoReReranker:
                     for slot, value in zip(window, values):
                         for index in plan.indices[slot]:
                             scores[name][index] = value
+                usage["prompts"] += 1
+                usage["prompt_tokens"] += len(prepared)
+                usage["total_tokens"] += len(prepared) + self._null_tokens(prepared)
+            self.last_usage = usage
         return scores
+
+    def _null_tokens(self, prepared: PreparedPrompt) -> int:
+        """Tokens the N/A twin runs beyond the shared document prefix (0 without calibration)."""
+        if self.heads.scoring.calibration == "none":
+            return 0
+        return len(prepared.null_input_ids) - prepared.prefix_length
 
     def rerank(
         self,
@@ -280,9 +281,9 @@ class CoReReranker:
         """
         documents = list(check_documents(documents))
         if doc_ids is not None and len(doc_ids) != len(documents):
-            raise ValueError(f"got {len(doc_ids)} doc_ids for {len(documents)} documents")
+            raise InputError(f"got {len(doc_ids)} doc_ids for {len(documents)} documents")
         if top_k is not None and top_k < 0:
-            raise ValueError("top_k must be >= 0 or None")
+            raise InputError("top_k must be >= 0 or None")
         scores = self.score(query, documents) if documents else []
         order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
         if score_threshold is not None:
@@ -290,8 +291,9 @@ class CoReReranker:
         if top_k is not None:
             order = order[:top_k]
         texts = document_texts(documents)
+        relevance = relevance_scores(scores)
         return [
-            RerankResult(index=i, score=scores[i], text=texts[i], doc_id=doc_ids[i] if doc_ids is not None else None)
+            RerankResult(i, scores[i], texts[i], doc_ids[i] if doc_ids is not None else None, relevance[i])
             for i in order
         ]
 
@@ -322,13 +324,13 @@ class CoReReranker:
     ) -> list[list[RerankResult]]:
         """``rerank`` for several queries, each with its own candidate list."""
         if isinstance(queries, str):
-            raise TypeError("queries must be a list of strings, not one string")
+            raise InputError("queries must be a list of strings, not one string")
         if len(queries) != len(documents_per_query):
-            raise ValueError(f"got {len(queries)} queries but {len(documents_per_query)} document lists")
+            raise InputError(f"got {len(queries)} queries but {len(documents_per_query)} document lists")
         ids: list[Sequence[Any] | None] = [None] * len(queries)
         if doc_ids_per_query is not None:
             if len(doc_ids_per_query) != len(queries):
-                raise ValueError(f"got {len(doc_ids_per_query)} doc_ids lists for {len(queries)} queries")
+                raise InputError(f"got {len(doc_ids_per_query)} doc_ids lists for {len(queries)} queries")
             ids = list(doc_ids_per_query)
         with self.lock:
             return [

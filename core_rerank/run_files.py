@@ -14,16 +14,15 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .utils import open_text
+from .errors import InputError
+from .utils import atomic_write, open_text
 
 SETTINGS_FILE = "settings.json"
 
@@ -47,6 +46,7 @@ class RunFile:
 
     path: str
     order: dict[str, list[str]] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # the run's own scores
     tag: str | None = None
     lines: int = 0  # non-blank lines seen
     problems: list[LineProblem] = field(default_factory=list)
@@ -59,7 +59,7 @@ def read_run(path: str | Path) -> RunFile:
     if not path.is_file():
         raise FileNotFoundError(f"no run file {path}")
     run = RunFile(path=str(path))
-    rows: dict[str, list[tuple[float, int, str]]] = {}
+    rows: dict[str, list[tuple[float, int, str, float]]] = {}
     with open_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.split()
@@ -75,25 +75,23 @@ def read_run(path: str | Path) -> RunFile:
                 )
                 continue
             try:
-                rank = float(parts[3])
-                float(parts[4])
+                rank, score = float(parts[3]), float(parts[4])
             except ValueError:
                 run.problems.append(LineProblem(str(path), number, "rank and score must be numbers", text))
                 continue
             if run.tag is None and len(parts) == 6:
                 run.tag = parts[5]
-            rows.setdefault(parts[0], []).append((rank, number, parts[2]))
+            rows.setdefault(parts[0], []).append((rank, number, parts[2], score))
     for qid, entries in rows.items():
         entries.sort(key=lambda e: (e[0], e[1]))
-        seen: set[str] = set()
-        docs = []
-        for _, _, doc_id in entries:
-            if doc_id in seen:
+        scores: dict[str, float] = {}
+        for _, _, doc_id, score in entries:
+            if doc_id in scores:
                 run.duplicates += 1
                 continue
-            seen.add(doc_id)
-            docs.append(doc_id)
-        run.order[qid] = docs
+            scores[doc_id] = score
+        run.order[qid] = list(scores)
+        run.scores[qid] = scores
     return run
 
 
@@ -108,22 +106,6 @@ def format_lines(qid: str, doc_ids: Sequence[str], scores: Sequence[float], tag:
     """TREC lines of one reranked query (``doc_ids`` already best first)."""
     for rank, (doc_id, score) in enumerate(zip(doc_ids, scores), start=1):
         yield f"{qid} Q0 {doc_id} {rank} {score!r} {tag}\n"
-
-
-def atomic_write(path: str | Path, lines: Iterable[str]) -> None:
-    """Write ``lines`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_run(path: str | Path, results: Iterable[tuple[str, Sequence[str], Sequence[float]]], tag: str) -> int:
@@ -217,7 +199,7 @@ def check_same_settings(old: Mapping[str, Any], new: Mapping[str, Any], where: s
         if old.get(key) != new.get(key)
     ]
     if differ:
-        raise ValueError(
+        raise InputError(
             f"{where} was made with other settings ({'; '.join(differ)}); "
             "use another --out, or --overwrite to start again"
         )

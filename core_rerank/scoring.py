@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+
+def relevance_scores(raw: Sequence[float]) -> list[float]:
+    """Raw listwise scores of one list mapped to [0, 1] by min-max: ``(raw - min) / (max - min)``.
+
+    Monotone (it orders exactly as the raw score): the list's best gets 1.0, its worst 0.0, a
+    list of one (or all tied) 1.0, and an empty document (raw ``-inf``) 0.0. It is relative to
+    the list, not a probability: a list with no relevant document still has one at 1.0.
+    """
+    finite = [s for s in raw if math.isfinite(s)]
+    if not finite:
+        return [0.0] * len(raw)
+    low, high = min(finite), max(finite)
+    return [0.0 if not math.isfinite(s) else 1.0 if high == low else (s - low) / (high - low) for s in raw]
 
 
 def document_scores(

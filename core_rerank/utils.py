@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
+import os
 import platform
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -46,6 +49,29 @@ def join_title(title: Any, text: str) -> str:
     if isinstance(title, str) and title.strip():
         return f"{title} {text}".strip()
     return text.strip()
+
+
+def atomic_write(path: str | Path, lines: Iterable[str]) -> None:
+    """Write ``lines`` to ``path`` through a temporary file in the same folder, flushed to disk
+    (fsync), then ``os.replace``: a reader never sees half a file, a crash never leaves one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.writelines(lines)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_float(value: float | None) -> float | None:
+    """A score JSON can carry, at full precision (rounding could create ties); -inf and NaN
+    (empty documents) as null."""
+    return None if value is None or math.isinf(value) or math.isnan(value) else float(value)
 
 
 def text_config(config: Any) -> Any:

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InputError
+
 MIN_WINDOW_TOKENS = 32
 
 # Tokens a document costs beyond its own text: "[document 123] " and the blank line after it.
@@ -42,7 +44,7 @@ def plan_windows(doc_tokens: Sequence[int], capacity: int) -> list[list[int]]:
         return []
     too_long = [i for i, cost in enumerate(costs) if cost > capacity]
     if too_long:
-        raise ValueError(f"documents {too_long} do not fit the token budget on their own")
+        raise InputError(f"documents {too_long} do not fit the token budget on their own")
     groups: list[list[int]] = [[] for _ in range(max(1, math.ceil(sum(costs) / capacity)))]
     loads = [0] * len(groups)
     for index, cost in enumerate(costs):
@@ -62,7 +64,7 @@ def check_window_tokens(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < MIN_WINDOW_TOKENS:
-        raise ValueError(
+        raise InputError(
             f"window_tokens must be 'auto', None or a number of tokens >= {MIN_WINDOW_TOKENS}, got {value!r}"
         )
     return value
@@ -78,7 +80,7 @@ def parse_window_tokens(text: str) -> int | str | None:
     try:
         return check_window_tokens(int(text))
     except ValueError as exc:
-        raise ValueError(f"window size: expected a number of tokens, 'none' or 'auto', got {text!r} ({exc})") from None
+        raise InputError(f"window size: expected a number of tokens, 'none' or 'auto', got {text!r} ({exc})") from None
 
 
 @dataclass
@@ -111,7 +113,7 @@ def plan_prompt_windows(
         return WindowPlan([], [], [])
     limit = max_length - builder.overhead_tokens(query)
     if limit < MARKER_TOKENS + 16:
-        raise ValueError(f"max_length={max_length} leaves no room for documents next to this query")
+        raise InputError(f"max_length={max_length} leaves no room for documents next to this query")
     slots = _fit_long_documents(builder, list(by_text), limit)
     counts = builder.count_tokens(slots)
     capacity = limit

@@ -81,8 +81,8 @@ def show(
         f"BM25 order (top {top_k})", [(d.id, d.metadata["title"], None) for d in retrieved], item["gold_ids"]
     )
     common.show_ranking(
-        f"CoReRerank order (top {top_n}, relevance_score)",
-        [(d.id, d.metadata["title"], d.metadata["relevance_score"]) for d in reranked],
+        f"CoReRerank order (top {top_n}, raw_score)",
+        [(d.id, d.metadata["title"], d.metadata["raw_score"]) for d in reranked],
         item["gold_ids"],
     )
     print(f"  Answer: {answer.strip()}")

@@ -245,7 +245,11 @@ def test_eval_end_to_end_on_scifact_slice(smollm2_dir, tmp_path, monkeypatch):
     out.write_text(json.dumps(partial))
     calls = []
     real_score_query = loop.score_query
-    stub = SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(num_hidden_layers=7)), device="cpu")
+    stub = SimpleNamespace(
+        model=SimpleNamespace(config=SimpleNamespace(num_hidden_layers=7)),
+        device="cpu",
+        settings=lambda: {"heads": SimpleNamespace(name="stub", method="core", heads=[(0, 0)]), "dtype": "float32"},
+    )
     monkeypatch.setattr(passes, "build_reranker", lambda settings, spec: stub)
     monkeypatch.setattr(
         loop,

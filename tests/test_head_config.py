@@ -164,19 +164,20 @@ def test_method_none_follows_the_heads_and_a_contradiction_is_an_error():
 
 
 def test_layers_to_build_none_all_or_a_count():
-    from core_rerank.loading import num_layers_to_build
+    from core_rerank.layers import layers_to_build
 
     core = HeadConfig(heads=[(3, 1), (9, 0)])
-    assert num_layers_to_build(None, 30, core) == 10  # as many as the heads need
-    assert num_layers_to_build(None, 30, core.model_copy(update={"num_layers_to_keep": 15})) == 15
-    assert num_layers_to_build(None, 30, HeadConfig(method="icr")) == 30
-    assert num_layers_to_build("all", 30, core) == 30
-    assert num_layers_to_build(12, 30, core) == 12
+    assert layers_to_build(core, None, 30) == 10  # as many as the heads need
+    assert layers_to_build(core.model_copy(update={"num_layers_to_keep": 15}), None, 30) == 15
+    assert layers_to_build(HeadConfig(method="icr"), None, 30) == 30
+    assert layers_to_build(core, "all", 30) == 30
+    assert layers_to_build(core, 12, 30) == 12
     with pytest.raises(HeadConfigError, match="drops layer 9"):
-        num_layers_to_build(5, 30, core)
+        layers_to_build(core, 5, 30)
+    assert core.num_layers_needed() == 10  # no model at hand: what the heads need
     for bad in ("auto", "12", 0, 31, True):
         with pytest.raises(ValueError):
-            num_layers_to_build(bad, 30, core)
+            layers_to_build(core, bad, 30)
 
 
 def test_older_files_spell_the_head_count_k():

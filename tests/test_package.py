@@ -103,10 +103,13 @@ def test_cli_rerank_end_to_end_on_the_real_model(smollm2_dir, tmp_path):
         text=True,
         check=True,
     ).stdout
-    results = json.loads(out)
+    printed = json.loads(out)
+    results = printed["results"]
     assert len(results) == 2
     assert {r["doc_id"] for r in results} <= {"t1", "b1", None}
-    assert results[0]["relevance_score"] >= results[1]["relevance_score"]
+    assert results[0]["raw_score"] >= results[1]["raw_score"]
+    assert results[0]["relevance_score"] == 1.0 >= results[1]["relevance_score"] >= 0.0
+    assert printed["reranker"]["method"] == "icr" and printed["reranker"]["device"] == "cpu"
     failed = subprocess.run(
         [sys.executable, "-m", "core_rerank.cli", "rerank", "--query", "q"], capture_output=True, text=True
     )

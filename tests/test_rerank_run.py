@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from core_rerank import run_files
-from core_rerank.rerank_job import ScorerSettings, plan_job, run_job, score_item
+from core_rerank import cli, run_files
+from core_rerank.pool import score_item
+from core_rerank.rerank_job import plan_job, run_job
+from core_rerank.settings import RerankerSettings
 from core_rerank.utils import DEFAULT_MODEL
 
 SLICE = Path(__file__).parent / "data" / "scifact_slice"
@@ -25,10 +27,8 @@ WORDS = 30
 QIDS = ["1", "3", "5", "13", "36"]  # the slice's queries, in run order
 
 
-def scorer() -> ScorerSettings:
-    return ScorerSettings(
-        reranker=dict(model_name_or_path=DEFAULT_MODEL, device="cpu", dtype="float32", max_doc_words=WORDS), threads=1
-    )
+def scorer() -> RerankerSettings:
+    return RerankerSettings(model=DEFAULT_MODEL, device="cpu", dtype="float32", max_doc_words=WORDS, threads=1)
 
 
 def job(out: Path, data: Path = SLICE, **kwargs):
@@ -169,7 +169,57 @@ def test_more_workers_without_ray_names_the_extra(monkeypatch, tmp_path):
         args.func(args)
 
 
+def test_cli_errors_ours_are_tracebacks_theirs_are_one_line(monkeypatch, tmp_path, capsys):
+    from core_rerank import rerank_job
+
+    missing = ["rerank-run", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o.trec")]
+    assert cli.main(missing) == 2 and "no data folder" in capsys.readouterr().err
+
+    def bug(*args, **kwargs):
+        raise KeyError("a bug of ours")
+
+    monkeypatch.setattr(rerank_job, "plan_job", bug)
+    with pytest.raises(KeyError, match="a bug of ours"):  # not a one-line "bad input" message
+        cli.main(["rerank-run", "--data", str(SLICE), "--out", str(tmp_path / "o.trec")])
+
+
 # ---------------------------------------------------------------------- in process (real model)
+@pytest.mark.real_model
+@pytest.mark.slow
+def test_failed_queries_exit_3_are_named_and_retried_alone(tmp_path, monkeypatch, capsys, reference):
+    """A query whose scoring fails: the run holds the others, the summary names it, the exit
+    code is 3; the same command again scores only that query and exits 0."""
+    out = tmp_path / "run.trec"
+    argv = ["rerank-run", "--data", str(SLICE), "--depth", str(DEPTH), "--out", str(out), "--quiet",
+            "--device", "cpu", "--dtype", "float32", "--max-doc-words", str(WORDS), "--threads", "1"]  # fmt: skip
+    load = RerankerSettings.load
+
+    def flaky_load(self):
+        reranker = load(self)
+        real_score = reranker.score
+
+        def score(query, documents):
+            if query.startswith("1,000 genomes"):  # query 3
+                raise RuntimeError("out of memory")
+            return real_score(query, documents)
+
+        reranker.score = score
+        return reranker
+
+    monkeypatch.setattr(RerankerSettings, "load", flaky_load)
+    assert cli.main(argv) == 3
+    summary = json.loads(out.with_name(out.name + ".summary.json").read_text())
+    assert summary["queries"]["failed"] == 1 and summary["input"]["failed"]["ids"] == ["3"]
+    assert "RuntimeError: out of memory" in summary["input"]["failed"]["errors"]["3"]
+    assert "exit code 3" in capsys.readouterr().err
+    assert sorted(run_files.read_results(out)) == sorted(set(QIDS) - {"3"})
+    monkeypatch.setattr(RerankerSettings, "load", load)
+    assert cli.main(argv) == 0
+    summary = json.loads(out.with_name(out.name + ".summary.json").read_text())
+    assert summary["queries"]["resumed"] == 4 and summary["queries"]["scored_now"] == 1
+    assert_same_run(out, reference)
+
+
 @pytest.mark.real_model
 @pytest.mark.slow
 def test_bad_input_job_finishes_and_writes_what_it_can(tmp_path, smollm2_dir):
@@ -270,7 +320,7 @@ def test_a_killed_actor_is_restarted_and_its_batch_retried(reference, ray_cluste
     rows = [{**item, "query_id": f"{item['query_id']}#{copy}"} for copy in (1, 2) for item in items]
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     settings = scorer()
-    reranked = rerank_dataset(ds, workers=2, threads_per_worker=1, scorer=settings)
+    reranked = rerank_dataset(ds, workers=2, threads_per_worker=1, settings=settings)
     killed = []
     results = {}
     for row in reranked.iter_rows():

@@ -75,13 +75,15 @@ def test_rerank_orders_results_and_keeps_ids(make_reranker):
     assert [r.score for r in results] == sorted(scores, reverse=True)[:3]
     for r in results:
         assert isinstance(r, RerankResult) and r.text == DOCS[r.index] and r.doc_id == "abcde"[r.index]
+        low, high = min(scores), max(scores)
         assert r.to_dict() == {
             "index": r.index,
-            "score": r.score,
+            "raw_score": r.score,
             "text": r.text,
             "doc_id": r.doc_id,
-            "relevance_score": r.score,
+            "relevance_score": pytest.approx((r.score - low) / (high - low)),
         }
+        assert r.raw_score == r.score
     assert len(reranker.rerank(QUERY, DOCS)) == len(DOCS)
     assert reranker.rerank(QUERY, DOCS, top_k=0) == []
 

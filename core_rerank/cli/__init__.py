@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..errors import InputError, MissingExtra
 from . import detect, evaluate, heads, models, rerank, rerank_run, serve
 
 
@@ -33,8 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, ImportError) as exc:
-        # Bad input and missing optional extras: one clear line, not a traceback.
+    except (InputError, FileNotFoundError, MissingExtra) as exc:
+        # Bad input, a missing file and a missing optional extra: one clear line. Anything else
+        # is a bug of ours and keeps its traceback.
         print(f"core-rerank: error: {exc}", file=sys.stderr)
         return 2
 

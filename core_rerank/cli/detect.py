@@ -11,11 +11,13 @@ from typing import Any
 from ..detection import (
     DEFAULT_TEMPERATURE,
     DetectionDataError,
+    ExampleSet,
     HeadScoreTable,
     beir_examples,
     detect_heads,
     read_jsonl_examples,
 )
+from ..errors import InputError
 from ..head_config import HeadConfig, preset_dir, preset_names
 from .options import add_model_arguments, set_threads
 
@@ -115,14 +117,14 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"expected a number or a comma list of numbers, got {text!r}") from None
+        raise InputError(f"expected a number or a comma list of numbers, got {text!r}") from None
 
 
 def _ints(text: str) -> list[int]:
     try:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"expected an integer or a comma list of integers, got {text!r}") from None
+        raise InputError(f"expected an integer or a comma list of integers, got {text!r}") from None
 
 
 def _command_line(args: argparse.Namespace) -> str:
@@ -167,31 +169,9 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    temps = _floats(args.temperature)
-    head_counts = _ints(args.num_heads)
-    if not head_counts or min(head_counts) < 1:
-        raise ValueError("--num-heads must be positive")
-    if (len(temps) > 1 or len(head_counts) > 1) and not args.select_on:
-        raise ValueError("several --temperature or --num-heads values need --select-on DIR to choose among them")
-    if args.curve and not args.select_on:
-        raise ValueError("--curve needs --select-on DIR (the data to evaluate on)")
-    scores_path = _scores_path(args.out, args.scores)
-    if args.select_on and not Path(args.select_on).is_dir():
-        raise FileNotFoundError(f"--select-on: no BEIR folder {args.select_on}")
-    if args.plot or args.curve_plot:
-        from ..plotting import pyplot
-
-        pyplot()  # fail now, not after the detection pass
-
-    if args.data:
-        data = read_jsonl_examples(args.data, limit=args.limit, negatives=args.negatives)
-    else:
-        data = beir_examples(
-            args.beir, args.split, negatives=args.negatives or 9, run=args.run, depth=args.bm25_depth, limit=args.limit
-        )
-    _log(data.summary())
-    if not data.examples:
-        raise DetectionDataError(f"no usable examples in {data.source}")
+    """``core-rerank detect``: detect heads, optionally choose among settings, write the config and table."""
+    temps, head_counts, scores_path = _checked_detect_args(args)
+    data = _read_examples(args)
 
     from .. import loading
     from ..reranker import CoReReranker
@@ -207,6 +187,54 @@ def run_detect(args: argparse.Namespace) -> int:
         dtype=args.dtype,
         max_doc_words=args.max_doc_words,
     )
+    table = _detect(args, reranker, data, temps, list(source.model_ids))
+    chosen_t, chosen_num_heads = (temps[0] if args.method == "core" else None), head_counts[0]
+    if args.select_on:
+        chosen_t, chosen_num_heads = _select(args, table, reranker, temps, head_counts)
+    if args.curve:
+        _ndcg_curve(args, table, reranker, source.model_ids[0])
+    _write_outputs(args, table, scores_path, chosen_t, chosen_num_heads)
+    return 0
+
+
+def _checked_detect_args(args: argparse.Namespace) -> tuple[list[float], list[int], str]:
+    """(temperatures, head counts, score table path), after refusing options that do not combine."""
+    temps = _floats(args.temperature)
+    head_counts = _ints(args.num_heads)
+    if not head_counts or min(head_counts) < 1:
+        raise InputError("--num-heads must be positive")
+    if (len(temps) > 1 or len(head_counts) > 1) and not args.select_on:
+        raise InputError("several --temperature or --num-heads values need --select-on DIR to choose among them")
+    if args.curve and not args.select_on:
+        raise InputError("--curve needs --select-on DIR (the data to evaluate on)")
+    scores_path = _scores_path(args.out, args.scores)
+    if args.select_on and not Path(args.select_on).is_dir():
+        raise FileNotFoundError(f"--select-on: no BEIR folder {args.select_on}")
+    if args.plot or args.curve_plot:
+        from ..plotting import pyplot
+
+        pyplot()  # fail now, not after the detection pass
+    return temps, head_counts, scores_path
+
+
+def _read_examples(args: argparse.Namespace) -> ExampleSet:
+    """The detection examples of ``--data`` or ``--beir`` (their summary logged; none is an error)."""
+    if args.data:
+        data = read_jsonl_examples(args.data, limit=args.limit, negatives=args.negatives)
+    else:
+        data = beir_examples(
+            args.beir, args.split, negatives=args.negatives or 9, run=args.run, depth=args.bm25_depth, limit=args.limit
+        )
+    _log(data.summary())
+    if not data.examples:
+        raise DetectionDataError(f"no usable examples in {data.source}")
+    return data
+
+
+def _detect(
+    args: argparse.Namespace, reranker: Any, data: ExampleSet, temps: list[float], model_ids: list[str]
+) -> HeadScoreTable:
+    """Score every head on ``data`` (the command line kept as provenance) and log the time taken."""
     extra = {"command": _command_line(args)}
     if Path(sys.argv[0]).name == "core-rerank":
         extra["argv"] = shlex.join(["core-rerank", *sys.argv[1:]])
@@ -221,7 +249,7 @@ def run_detect(args: argparse.Namespace) -> int:
         qr_calibration=args.qr_calibration,
         seed=args.seed,
         progress=not args.no_progress,
-        model_ids=list(source.model_ids),
+        model_ids=model_ids,
         provenance=extra,
     )
     stats = table.stats
@@ -229,71 +257,88 @@ def run_detect(args: argparse.Namespace) -> int:
         f"{table.num_prompts} prompts ({stats['prompt_tokens_mean']:.0f} tokens on average) in "
         f"{stats['seconds']:.1f} s: {stats['seconds_per_prompt']:.3f} s per prompt on {stats['device']}"
     )
+    return table
 
-    chosen_t, chosen_num_heads = (temps[0] if args.method == "core" else None), head_counts[0]
-    if args.select_on:
-        from ..evaluation.head_selection import sweep
 
-        _log(f"selecting on {args.select_on} ({args.select_split}, depth {args.select_depth}):")
-        result = sweep(
-            table,
-            reranker.model,
-            reranker.tokenizer,
-            args.select_on,
-            temperatures=temps if args.method == "core" else None,
-            num_heads=head_counts,
-            num_layers_to_keep=args.num_layers_to_keep,
-            split=args.select_split,
-            depth=args.select_depth,
-            max_queries=args.select_queries or None,
-            max_doc_words=args.max_doc_words,
-            log=_log,
+def _select(
+    args: argparse.Namespace, table: HeadScoreTable, reranker: Any, temps: list[float], head_counts: list[int]
+) -> tuple[float | None, int]:
+    """``--select-on``: the temperature and head count with the best nDCG@10 (recorded in ``table``)."""
+    from ..evaluation.head_selection import sweep
+
+    _log(f"selecting on {args.select_on} ({args.select_split}, depth {args.select_depth}):")
+    result = sweep(
+        table,
+        reranker.model,
+        reranker.tokenizer,
+        args.select_on,
+        temperatures=temps if args.method == "core" else None,
+        num_heads=head_counts,
+        num_layers_to_keep=args.num_layers_to_keep,
+        split=args.select_split,
+        depth=args.select_depth,
+        max_queries=args.select_queries or None,
+        max_doc_words=args.max_doc_words,
+        log=_log,
+    )
+    chosen_t, chosen_num_heads = result["temperature"], result["num_heads"]
+    table.provenance["sweep"] = result
+    if args.method == "core":
+        table.temperature = chosen_t
+    _log(f"chosen: t={chosen_t} num_heads={chosen_num_heads} (nDCG@10 {result['ndcg@10']:.4f})")
+    return chosen_t, chosen_num_heads
+
+
+def _ndcg_curve(args: argparse.Namespace, table: HeadScoreTable, reranker: Any, model_id: str) -> None:
+    """``--curve``: nDCG@10 of the top-N heads (and of all heads) on ``--select-on``, recorded and plotted."""
+    from ..evaluation.head_selection import evaluate_configs
+
+    curve = _ints(args.curve)
+    configs = [table.top_heads(n, num_layers_to_keep=args.num_layers_to_keep) for n in curve]
+    icr = HeadConfig(method="icr", name="icr-all-heads")
+    values = evaluate_configs(
+        reranker.model,
+        reranker.tokenizer,
+        configs + [icr],
+        args.select_on,
+        args.select_split,
+        args.select_depth,
+        args.select_queries or None,
+        args.max_doc_words,
+        model_id,
+    )
+    table.provenance["ndcg_vs_k"] = {
+        "data": args.select_on,
+        "split": args.select_split,
+        "depth": args.select_depth,
+        "max_queries": args.select_queries or None,
+        "points": {str(n): round(v, 5) for n, v in zip(curve, values)},
+        "all_heads_icr": round(values[-1], 5),
+    }
+    for n, v in zip(curve, values):
+        _log(f"  top-{n}: nDCG@10 {v:.4f}")
+    _log(f"  all heads (ICR): {values[-1]:.4f}")
+    if args.curve_plot:
+        from ..plotting import plot_ndcg_vs_num_heads
+
+        plot_ndcg_vs_num_heads(
+            dict(zip(curve, values)),
+            args.curve_plot,
+            references={"all heads (ICR)": values[-1]},
+            title=f"{model_id}: top {'CoRe' if args.method == 'core' else 'QR'} heads "
+            f"on {Path(args.select_on).name} {args.select_split}",
         )
-        chosen_t, chosen_num_heads = result["temperature"], result["num_heads"]
-        table.provenance["sweep"] = result
-        if args.method == "core":
-            table.temperature = chosen_t
-        _log(f"chosen: t={chosen_t} num_heads={chosen_num_heads} (nDCG@10 {result['ndcg@10']:.4f})")
-    if args.curve:
-        from ..evaluation.head_selection import evaluate_configs
+        _log(f"wrote {args.curve_plot}")
 
-        curve = _ints(args.curve)
-        configs = [table.top_heads(n, num_layers_to_keep=args.num_layers_to_keep) for n in curve]
-        icr = HeadConfig(method="icr", name="icr-all-heads")
-        values = evaluate_configs(
-            reranker.model,
-            reranker.tokenizer,
-            configs + [icr],
-            args.select_on,
-            args.select_split,
-            args.select_depth,
-            args.select_queries or None,
-            args.max_doc_words,
-            source.model_ids[0],
-        )
-        table.provenance["ndcg_vs_k"] = {
-            "data": args.select_on,
-            "split": args.select_split,
-            "depth": args.select_depth,
-            "max_queries": args.select_queries or None,
-            "points": {str(n): round(v, 5) for n, v in zip(curve, values)},
-            "all_heads_icr": round(values[-1], 5),
-        }
-        for n, v in zip(curve, values):
-            _log(f"  top-{n}: nDCG@10 {v:.4f}")
-        _log(f"  all heads (ICR): {values[-1]:.4f}")
-        if args.curve_plot:
-            from ..plotting import plot_ndcg_vs_num_heads
 
-            plot_ndcg_vs_num_heads(
-                dict(zip(curve, values)),
-                args.curve_plot,
-                references={"all heads (ICR)": values[-1]},
-                title=f"{source.model_ids[0]}: top {'CoRe' if args.method == 'core' else 'QR'} heads "
-                f"on {Path(args.select_on).name} {args.select_split}",
-            )
-            _log(f"wrote {args.curve_plot}")
-
+def _write_outputs(
+    args: argparse.Namespace,
+    table: HeadScoreTable,
+    scores_path: str,
+    chosen_t: float | None,
+    chosen_num_heads: int,
+) -> None:
+    """Write the head config, score table and asked-for extras, then print the chosen heads."""
     config = table.top_heads(
         chosen_num_heads, num_layers_to_keep=args.num_layers_to_keep, temperature=chosen_t, name=args.name
     )
@@ -312,7 +357,6 @@ def run_detect(args: argparse.Namespace) -> int:
     print(f"{config.method} heads ({table.key(temperature=chosen_t)}), best first:")
     for layer, head in config.heads:
         print(f"  ({layer:>2},{head:>2})  {scores[layer, head]:.4f}")
-    return 0
 
 
 def _log(text: str) -> None:
@@ -330,7 +374,7 @@ def _scores_path(out: str, scores: str | None) -> str:
     except (TypeError, OSError):
         return str(path)
     if path.resolve().parent == presets:
-        raise ValueError(
+        raise InputError(
             f"the score table would be written to {path}, inside the preset folder, where "
             "every JSON file must be a head config; give --scores PATH elsewhere"
         )

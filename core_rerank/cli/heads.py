@@ -39,7 +39,7 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"method:      {config.method}")
     print(f"heads:       {' '.join(f'({layer},{head})' for layer, head in config.heads)}")
     if config.heads:
-        print(f"layers built: {config.num_layers_needed(10**6)} (deepest head in layer {config.deepest_layer})")
+        print(f"layers built: {config.num_layers_needed()} (deepest head in layer {config.deepest_layer})")
     provenance = config.provenance.model_dump(exclude_none=True)
     bulky = [key for key, value in provenance.items() if isinstance(value, (dict, list)) and len(value) > 8]
     for key in bulky:  # e.g. detection's per-head score table: see --json for everything

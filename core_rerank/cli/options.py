@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..head_config import METHODS
+from ..pool import require_ray, uses_ray
+from ..settings import RerankerSettings
 from ..utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
-
-METHODS = ("core", "qr", "icr")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,9 +22,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32")
     parser.add_argument(
         "--max-doc-words",
-        type=int,
+        type=_words,
         default=DEFAULT_MAX_DOC_WORDS,
-        help=f"cut each document to its first N words (default: {DEFAULT_MAX_DOC_WORDS})",
+        help=f"cut each document to its first N words, or 'none' for no cut (default: {DEFAULT_MAX_DOC_WORDS})",
     )
     parser.add_argument(
         "--threads", type=int, help="torch CPU threads (on a busy shared CPU, 1 avoids oversubscription)"
@@ -70,6 +71,15 @@ def _window_tokens(text: str) -> "int | str | None":
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _words(text: str) -> "int | None":
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of words or 'none', got {text!r}") from None
+
+
 def _layers(text: str) -> "int | str":
     if text == "all":
         return text
@@ -87,10 +97,10 @@ def set_threads(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
 
 
-def reranker_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``CoReReranker.from_pretrained`` keyword arguments that the parsed options give."""
-    return dict(
-        model_name_or_path=args.model,
+def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
+    """The parsed model and reranker options as one ``RerankerSettings`` (every value as given)."""
+    return RerankerSettings(
+        model=args.model,
         heads=args.heads,
         method=args.method,
         num_layers_to_keep=args.num_layers_to_keep,
@@ -99,15 +109,13 @@ def reranker_settings(args: argparse.Namespace) -> dict[str, Any]:
         max_doc_words=args.max_doc_words,
         max_length=args.max_length,
         window_tokens=args.window_tokens,
+        threads=getattr(args, "threads", None),
     )
 
 
 def load_reranker(args: argparse.Namespace) -> Any:
     """A ``CoReReranker`` built from the parsed model and reranker options (threads applied first)."""
-    from ..reranker import CoReReranker
-
-    set_threads(args)
-    return CoReReranker.from_pretrained(**reranker_settings(args))
+    return reranker_settings(args).load()
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,14 +130,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", help="an existing Ray cluster ('auto' finds the local one); implies Ray")
 
 
-def check_ray_installed(args: argparse.Namespace) -> None:
-    """``--workers N > 1`` (or a Ray address or GPUs per worker) needs the ``ray`` extra: say so early."""
-    if args.workers < 1:
-        raise ValueError("--workers must be >= 1")
-    if args.workers > 1 or args.ray_address or args.gpus_per_worker:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            from ..rerank_job import RAY_INSTALL_HINT
-
-            raise ImportError(f"--workers {args.workers}: {RAY_INSTALL_HINT}") from None
+def check_ray_installed(args: argparse.Namespace) -> bool:
+    """Whether the command runs on Ray (``pool.uses_ray``); if so and Ray is missing, say so early."""
+    on_ray = uses_ray(args.workers, args.ray_address, args.gpus_per_worker, getattr(args, "ray", False))
+    if on_ray:
+        require_ray(f"--workers {args.workers}")
+    return on_ray

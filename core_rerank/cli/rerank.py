@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..utils import join_title
+from ..errors import InputError
+from ..settings import built_settings
+from ..utils import join_title, json_float
 from .options import add_model_arguments, add_reranker_arguments, load_reranker
 
 
@@ -19,7 +21,11 @@ def register(commands: Any) -> None:
     p.add_argument("--doc", action="append", default=[], help="a document (repeatable)")
     p.add_argument("--docs-file", help="JSONL ({'text', optional 'title', 'id'/'_id'}) or plain text, one per line")
     p.add_argument("--top-k", type=int, help="print only the best K documents")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: {'reranker': the settings it ran with (dtype, layers, windows, ...), 'results': [{index, doc_id, text, raw_score, relevance_score}]}",
+    )
     p.set_defaults(func=run)
 
 
@@ -39,9 +45,9 @@ def read_docs_file(path: str) -> tuple[list[str], list[str | None]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise ValueError(f"{path}:{number}: each line needs a 'text' string")
+            raise InputError(f"{path}:{number}: each line needs a 'text' string")
         texts.append(join_title(record.get("title"), record["text"]))
         ids.append(record.get("id", record.get("_id")))
     return texts, ids
@@ -55,14 +61,15 @@ def run(args: argparse.Namespace) -> int:
         docs += file_docs
         ids += file_ids
     if not docs:
-        raise ValueError("no documents: give --doc TEXT (repeatable) or --docs-file FILE")
+        raise InputError("no documents: give --doc TEXT (repeatable) or --docs-file FILE")
     reranker = load_reranker(args)
     results = reranker.rerank(args.query, docs, top_k=args.top_k, doc_ids=ids)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
+        rows = [{**r.to_dict(), "raw_score": json_float(r.score)} for r in results]
+        print(json.dumps({"reranker": built_settings(reranker), "results": rows}, indent=2, ensure_ascii=False))
         return 0
     print(
-        f"model {reranker.model_id}  method {reranker.method}  heads {len(reranker.heads.heads) or 'all'}"
+        f"model {reranker.model_id}  dtype {built_settings(reranker)['dtype']}  method {reranker.method}  heads {len(reranker.heads.heads) or 'all'}"
         f"  layers built {reranker.model.config.num_hidden_layers}"
     )
     for position, r in enumerate(results, start=1):

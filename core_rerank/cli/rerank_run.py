@@ -22,7 +22,9 @@ def register(commands) -> None:
         help="rerank a first-stage TREC run of a BEIR folder (in process, or on Ray workers)",
         description="Rerank the top --depth candidates of every query of a TREC run and write a new TREC run "
         "(scores descending, run tag core-rerank.<model>.<method>). Results are saved as they "
-        "come; run the same command again to finish an interrupted job.",
+        "come; run the same command again to finish an interrupted job. Exit codes: 0 every query "
+        "scored; 2 bad input or options; 3 some queries could not be scored (the run holds the others, the "
+        "summary names them, and running again retries only them).",
     )
     p.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl[.gz], queries.jsonl)")
     p.add_argument("--run", help="TREC run to rerank (default: <data>/run.bm25.top100.trec)")
@@ -49,16 +51,11 @@ def register(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..rerank_job import ScorerSettings, run_job
+    from ..rerank_job import EXIT_QUERIES_FAILED, run_job
 
-    check_ray_installed(args)
-    use_ray = args.workers > 1 or args.ray or args.ray_address is not None or bool(args.gpus_per_worker)
+    use_ray = check_ray_installed(args)
     threads = args.threads_per_worker or args.threads
-    settings = reranker_settings(args)
-    settings.pop("model_name_or_path")
-    scorer = ScorerSettings(
-        reranker={"model_name_or_path": args.model, **settings}, threads=max(1, int(threads)) if threads else None
-    )
+    settings = reranker_settings(args).replace(threads=max(1, int(threads)) if threads else None)
     pool = {}
     if use_ray:
         pool = {
@@ -70,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_job(
         args.data,
         args.out,
-        scorer,
+        settings,
         run_file=args.run,
         depth=args.depth,
         split=args.split,
@@ -82,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
         **pool,
     )
     for line in format_summary(summary):
-        print(line, file=sys.stderr if line.startswith(("warning", "  ")) else sys.stdout)
-    return 0
+        print(line, file=sys.stderr if line.startswith(("warning", "error", "  ")) else sys.stdout)
+    return EXIT_QUERIES_FAILED if summary["queries"]["failed"] else 0
 
 
 def format_summary(summary: Mapping[str, Any]) -> list[str]:
@@ -104,7 +101,6 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
         ("empty_query_text", "queries with empty text (skipped)"),
         ("no_candidates", "queries with no candidate left (skipped)"),
         ("judged_queries_not_in_run", "judged queries with no line in the run"),
-        ("failed", "queries whose scoring failed (rerun to retry)"),
     ):
         entry = report[key]
         if entry["count"]:
@@ -112,6 +108,14 @@ def format_summary(summary: Mapping[str, Any]) -> list[str]:
                 f"warning: {entry['count']} {label}: {', '.join(map(str, entry['ids']))}"
                 + (" ..." if entry["count"] > len(entry["ids"]) else "")
             )
+    failed = report["failed"]
+    if failed["count"]:
+        lines.append(
+            f"error: {failed['count']} queries could not be scored (not in the run; run the same command "
+            f"again to retry only them; exit code 3): {', '.join(map(str, failed['ids']))}"
+            + (" ..." if failed["count"] > len(failed["ids"]) else "")
+        )
+        lines.extend(f"  {qid}: {why}" for qid, why in failed["errors"].items())
     for key, label in (
         ("missing_doc_ids", "candidate ids not in the corpus (left out)"),
         ("empty_documents", "candidates with no text (left out)"),

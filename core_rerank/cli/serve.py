@@ -7,7 +7,8 @@ import os
 import sys
 from typing import Any
 
-from .options import add_model_arguments, add_reranker_arguments, load_reranker, reranker_settings
+from ..errors import InputError, MissingExtra
+from .options import add_model_arguments, add_reranker_arguments, reranker_settings
 
 API_KEY_ENV = "CORE_RERANK_API_KEY"
 
@@ -85,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        raise ImportError(
+        raise MissingExtra(
             f"core-rerank serve needs the serve extra: pip install 'core-rerank[serve]' ({exc})"
         ) from None
     if args.gpus_per_replica < 0:
-        raise ValueError("--gpus-per-replica must be >= 0")
+        raise InputError("--gpus-per-replica must be >= 0")
     app_options = dict(
         model_names=_model_names(args),
         api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
@@ -99,34 +100,31 @@ def run(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
     )
     use_ray = args.replicas > 1 or args.ray_address or args.ray or args.gpus_per_replica > 0
+    settings = reranker_settings(args)
     if use_ray:
         try:
             from ..serving.ray_serve import run_ray
         except ImportError as exc:
-            raise ImportError(
+            raise MissingExtra(
                 f"--replicas/--ray-address need the ray extra: pip install 'core-rerank[ray]' ({exc})"
             ) from None
-        settings = reranker_settings(args)
-        if args.gpus_per_replica > 0 and not settings.get("device"):
-            settings["device"] = "cuda"
+        settings = settings.replace(threads=args.threads_per_replica or args.threads or 1)
+        if args.gpus_per_replica > 0 and not settings.device:
+            settings = settings.replace(device="cuda")
         return run_ray(
             settings,
             app_options,
             host=args.host,
             port=args.port,
             replicas=args.replicas,
-            threads_per_replica=args.threads_per_replica or args.threads or 1,
             gpus_per_replica=args.gpus_per_replica,
             ray_address=args.ray_address,
-            max_queue=args.max_queue,
             log=_log,
         )
     from ..serving import create_app
     from ..serving.server import run_uvicorn
 
-    if args.threads_per_replica and not args.threads:
-        args.threads = args.threads_per_replica
-    reranker = load_reranker(args)
+    reranker = settings.replace(threads=args.threads or args.threads_per_replica).load()
     app = create_app(reranker, **app_options)
     _log(
         f"core-rerank: serving {reranker.model_id} at http://{args.host}:{args.port} "

@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..utils import file_sha256, join_title, open_text
 
 TEXT_FIELDS = ("paragraph_text", "text", "contents")
 QUERY_FIELDS = ("question", "query")
 
 
-class DetectionDataError(ValueError):
+class DetectionDataError(InputError):
     """Detection data that is not in the expected layout (the message names file:line)."""
 
 
@@ -351,7 +352,7 @@ def positive_slots(num_documents: int, positions: int, rng: random.Random) -> li
     last (3 of 10: 0, 4 or 5, 9); at most one per slot.
     """
     if positions < 1:
-        raise ValueError("positions must be at least 1")
+        raise InputError("positions must be at least 1")
     if positions == 1:
         return [rng.randrange(num_documents)]
     positions = min(positions, num_documents)

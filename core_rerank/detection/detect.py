@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+from ..layers import original_num_layers
 from ..utils import DEFAULT_MAX_DOC_WORDS, peak_rss_bytes, progress_bar, text_config
-from .data import DetectionDataError, as_examples, iter_prompts
+from .data import DetectionDataError, Example, ExampleSet, as_examples, iter_prompts
 from .masses import capture_bytes, document_masses
 from .score_table import DEFAULT_TEMPERATURE, HeadScoreTable, core_key
 
@@ -92,7 +94,7 @@ def _resolve_model(model_or_reranker: Any, tokenizer: Any, max_doc_words: int | 
     if isinstance(model_or_reranker, tuple) and len(model_or_reranker) == 2:
         model_or_reranker, tokenizer = model_or_reranker
     if tokenizer is None:
-        raise TypeError("detect_heads needs a tokenizer: pass a CoReReranker, (model, tokenizer) or tokenizer=")
+        raise InputError("detect_heads needs a tokenizer: pass a CoReReranker, (model, tokenizer) or tokenizer=")
     model = model_or_reranker
     name = getattr(model.config, "_name_or_path", None) or "model"
     words = max_doc_words if max_doc_words is not None else DEFAULT_MAX_DOC_WORDS
@@ -130,34 +132,92 @@ def detect_heads(
     only the first N layers; ``None``: every loaded layer. ``batch_size``: prompts per forward
     pass (right-padded).
     """
-    if method not in ("core", "qr"):
-        raise ValueError(f"detection method must be 'core' or 'qr', got {method!r}")
-    temperatures = [float(temperature)] if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
-    if not temperatures or any(not t > 0 for t in temperatures):
-        raise ValueError("temperatures must be positive numbers")
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+    temperatures = _checked_options(method, temperature, batch_size)
     data = as_examples(examples, negatives=negatives)
     if not data.examples:
         raise DetectionDataError(f"no usable detection examples: {data.summary()}")
     model, tokenizer, builder, words, ids, lock = _resolve_model(model_or_reranker, tokenizer, max_doc_words)
     config = text_config(model.config)
+    num_layers = _layers_to_score(config, num_layers_to_keep)
+    shape = (num_layers, config.num_attention_heads)
+    context = getattr(config, "max_position_embeddings", None)
+    prompts, too_long = _build_prompts(data.examples, positions, seed, builder, words, context, qr_calibration)
+
+    accumulator = _Accumulator(shape, temperatures, qr_calibration)
+    device = next(model.parameters()).device
+    base_memory = _reset_cuda_peak(device)
+    elapsed, capture_peak = _score_prompts(
+        model, tokenizer, prompts, accumulator, shape, logit_scale, batch_size, qr_calibration, lock, progress
+    )
+    means, std = accumulator.means()
+    stats = _run_stats(
+        model, prompts, accumulator.count, shape, elapsed, batch_size, capture_peak, data.examples, base_memory
+    )
+    info = _provenance(
+        data,
+        (list(model_ids) if model_ids else ids)[0],
+        accumulator.count,
+        positions=positions,
+        words=words,
+        qr_calibration=qr_calibration,
+        seed=seed,
+        num_layers=num_layers,
+        too_long=too_long,
+        provenance=provenance,
+    )
+    # The first temperature given ranks heads by default (for QR it is only recorded).
+    return HeadScoreTable(
+        scores=means,
+        method=method,
+        temperature=temperatures[0],
+        model_ids=list(model_ids) if model_ids else ids,
+        architecture=_architecture(config),
+        num_prompts=accumulator.count,
+        std=std,
+        provenance=info,
+        stats=stats,
+    )
+
+
+def _checked_options(method: str, temperature: "float | Sequence[float]", batch_size: int) -> list[float]:
+    """The temperatures as a list, after refusing a bad method, temperature or batch size."""
+    if method not in ("core", "qr"):
+        raise InputError(f"detection method must be 'core' or 'qr', got {method!r}")
+    temperatures = [float(temperature)] if isinstance(temperature, (int, float)) else [float(t) for t in temperature]
+    if not temperatures or any(not t > 0 for t in temperatures):
+        raise InputError("temperatures must be positive numbers")
+    if batch_size < 1:
+        raise InputError("batch_size must be at least 1")
+    return temperatures
+
+
+def _layers_to_score(config: Any, num_layers_to_keep: int | None) -> int:
+    """How many layers to score: ``num_layers_to_keep`` (checked against those loaded), else all loaded."""
     loaded_layers = config.num_hidden_layers
-    full_layers = getattr(config, "core_rerank_original_num_hidden_layers", None) or loaded_layers
     num_layers = loaded_layers if num_layers_to_keep is None else int(num_layers_to_keep)
     if not 1 <= num_layers <= loaded_layers:
-        raise ValueError(
+        raise InputError(
             f"num_layers_to_keep must be between 1 and {loaded_layers} (layers loaded), got {num_layers_to_keep}"
         )
-    num_attention_heads = config.num_attention_heads
-    context = getattr(config, "max_position_embeddings", None)
+    return num_layers
 
+
+def _build_prompts(
+    examples: Sequence[Example],
+    positions: int,
+    seed: int,
+    builder: Any,
+    words: int | None,
+    context: int | None,
+    qr_calibration: bool,
+) -> tuple[list[_Prompt], int]:
+    """The detection prompts (each with its N/A twin when calibrating) and how many were over ``context``."""
     from ..prompt import truncate_words
 
     prompts: list[_Prompt] = []
     too_long = 0
     keys = 0
-    for _, example, documents, slot in iter_prompts(data.examples, positions, seed):
+    for _, example, documents, slot in iter_prompts(examples, positions, seed):
         texts = [truncate_words(d, words) for d in documents]
         prepared = builder.prepare(example.query, texts)
         end = prepared.query_span[1]
@@ -180,20 +240,43 @@ def detect_heads(
         keys += 1
     if not prompts:
         raise DetectionDataError("every detection prompt is longer than the model's context")
+    return prompts, too_long
 
+
+def _reset_cuda_peak(device: Any) -> int:
+    """On CUDA, reset the peak memory statistics and return the memory allocated now (else 0)."""
     import torch
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    accumulator = _Accumulator((num_layers, num_attention_heads), temperatures, qr_calibration)
-    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i].ids), i))
+    if device.type != "cuda":
+        return 0
+    torch.cuda.reset_peak_memory_stats(device)
+    return int(torch.cuda.memory_allocated(device))
+
+
+def _prompt_order(prompts: Sequence[_Prompt], qr_calibration: bool) -> list[int]:
+    """Prompt indices, longest first (with calibration, each prompt next to its N/A twin)."""
     if qr_calibration:  # keep a prompt and its N/A twin in one batch
-        order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i - prompts[i].null].ids), i))
+        return sorted(range(len(prompts)), key=lambda i: (-len(prompts[i - prompts[i].null].ids), i))
+    return sorted(range(len(prompts)), key=lambda i: (-len(prompts[i].ids), i))
+
+
+def _score_prompts(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[_Prompt],
+    accumulator: _Accumulator,
+    shape: tuple[int, int],
+    logit_scale: float | None,
+    batch_size: int,
+    qr_calibration: bool,
+    lock: Any,
+    progress: bool,
+) -> tuple[float, int]:
+    """Run every prompt through the model in batches into ``accumulator``: (seconds, peak capture bytes)."""
+    num_layers, num_attention_heads = shape
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    order = _prompt_order(prompts, qr_calibration)
     pending: dict[int, dict[bool, np.ndarray]] = {}
-    device = next(model.parameters()).device
-    base_memory = 0
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        base_memory = torch.cuda.memory_allocated(device)
     bar = progress_bar(len(order), "detecting heads", unit="prompt", enabled=progress)
     capture_peak = 0
     started = time.perf_counter()
@@ -213,53 +296,101 @@ def detect_heads(
                 capture_peak,
                 capture_bytes(num_attention_heads, [p.rows for p in batch], max(len(p.ids) for p in batch)),
             )
-            for prompt, value in zip(batch, masses):
-                if not qr_calibration:
-                    accumulator.add_prompt(value, prompt.positive)
-                    continue
-                pair = pending.setdefault(prompt.key, {})
-                pair[prompt.null] = value
-                if len(pair) == 2:
-                    accumulator.add_prompt(pair[False], prompt.positive, pair[True])
-                    del pending[prompt.key]
+            _add_batch(accumulator, batch, masses, pending, qr_calibration)
             bar.update(len(batch))
     bar.close()
-    elapsed = time.perf_counter() - started
-    means, std = accumulator.means()
+    return time.perf_counter() - started, capture_peak
 
+
+def _add_batch(
+    accumulator: _Accumulator,
+    batch: Sequence[_Prompt],
+    masses: Sequence[np.ndarray],
+    pending: dict[int, dict[bool, np.ndarray]],
+    qr_calibration: bool,
+) -> None:
+    """Add a batch's masses to ``accumulator`` (with calibration, a prompt once its N/A twin is in)."""
+    for prompt, value in zip(batch, masses):
+        if not qr_calibration:
+            accumulator.add_prompt(value, prompt.positive)
+            continue
+        pair = pending.setdefault(prompt.key, {})
+        pair[prompt.null] = value
+        if len(pair) == 2:
+            accumulator.add_prompt(pair[False], prompt.positive, pair[True])
+            del pending[prompt.key]
+
+
+def _run_stats(
+    model: Any,
+    prompts: Sequence[_Prompt],
+    num_prompts: int,
+    shape: tuple[int, int],
+    elapsed: float,
+    batch_size: int,
+    capture_peak: int,
+    examples: Sequence[Example],
+    base_memory: int,
+) -> dict[str, Any]:
+    """The cost figures of a detection run: time, prompt lengths, device and memory."""
+    num_layers, num_attention_heads = shape
+    device = next(model.parameters()).device
     lengths = [len(p.ids) for p in prompts]
     stats: dict[str, Any] = {
         "forward_passes": len(prompts),
         "seconds": round(elapsed, 2),
-        "seconds_per_prompt": round(elapsed / max(accumulator.count, 1), 4),
+        "seconds_per_prompt": round(elapsed / max(num_prompts, 1), 4),
         "prompt_tokens_mean": round(float(np.mean(lengths)), 1),
         "prompt_tokens_max": int(max(lengths)),
         "batch_size": batch_size,
         "device": str(device),
         "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
         "capture_peak_bytes_per_prompt": int(capture_peak),
-        "masses_bytes_per_prompt": int(num_layers * num_attention_heads * (len(data.examples[0].negatives) + 1) * 8),
+        "masses_bytes_per_prompt": int(num_layers * num_attention_heads * (len(examples[0].negatives) + 1) * 8),
     }
     if device.type == "cuda":
+        import torch
+
         stats["cuda_peak_bytes_over_weights"] = int(torch.cuda.max_memory_allocated(device) - base_memory)
     else:
         stats["process_peak_rss_bytes"] = peak_rss_bytes()
+    return stats
 
-    from .. import __version__
 
-    architecture = {
-        "num_hidden_layers": int(full_layers),
+def _architecture(config: Any) -> dict[str, int]:
+    """The scored model's full architecture (layers before any pruning, heads, KV heads)."""
+    num_attention_heads = config.num_attention_heads
+    return {
+        "num_hidden_layers": int(original_num_layers(config)),
         "num_attention_heads": int(num_attention_heads),
         "num_key_value_heads": int(getattr(config, "num_key_value_heads", None) or num_attention_heads),
     }
+
+
+def _provenance(
+    data: ExampleSet,
+    model_id: str,
+    num_prompts: int,
+    *,
+    positions: int,
+    words: int | None,
+    qr_calibration: bool,
+    seed: int,
+    num_layers: int,
+    too_long: int,
+    provenance: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The table's provenance: model, data, detection options and version, then ``provenance``."""
+    from .. import __version__
+
     info: dict[str, Any] = {
         "source": "core-rerank detect",
-        "model": (list(model_ids) if model_ids else ids)[0],
+        "model": model_id,
         "data": data.source,
         "data_sha256": data.sha256,
         "num_examples": len(data.examples),
         "skipped_examples": len(data.skipped),
-        "num_prompts": accumulator.count,
+        "num_prompts": num_prompts,
         "positions": positions,
         "max_doc_words": words,
         "negatives_per_prompt": max(len(e.negatives) for e in data.examples),
@@ -272,15 +403,4 @@ def detect_heads(
     if too_long:
         info["prompts_over_context"] = too_long
     info.update(provenance or {})
-    # The first temperature given ranks heads by default (for QR it is only recorded).
-    return HeadScoreTable(
-        scores=means,
-        method=method,
-        temperature=temperatures[0],
-        model_ids=list(model_ids) if model_ids else ids,
-        architecture=architecture,
-        num_prompts=accumulator.count,
-        std=std,
-        provenance=info,
-        stats=stats,
-    )
+    return info

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..head_config import HeadConfig, HeadConfigError, Provenance, is_score_table, parse_layer_head
 
 TABLE_FORMAT = "core-rerank/head-scores"
@@ -122,9 +123,9 @@ class HeadScoreTable:
             raise HeadConfigError("num_heads must be at least 1")
         method = method or self.method
         if method not in ("core", "qr"):
-            raise ValueError(f"method must be 'core' or 'qr', got {method!r}")
+            raise InputError(f"method must be 'core' or 'qr', got {method!r}")
         if num_layers_to_keep is not None and not 1 <= num_layers_to_keep <= self.num_layers_scored:
-            raise ValueError(
+            raise InputError(
                 f"num_layers_to_keep must be between 1 and {self.num_layers_scored}, got {num_layers_to_keep}"
             )
         key = self.key(method, temperature)
@@ -238,7 +239,7 @@ class HeadScoreTable:
                 num_prompts=int(prov.get("num_prompts") or 0),
                 provenance=dict(prov),
             )
-        raise ValueError(
+        raise InputError(
             "not a head score table: expected a core-rerank score table, an official "
             "{'layer-head': score} file, or a head config written by `core-rerank detect`"
         )
@@ -249,11 +250,11 @@ class HeadScoreTable:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            raise InputError(f"{path}: not valid JSON ({exc})") from None
         try:
             return cls.from_dict(data)
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise InputError(f"{path}: {exc}") from None
 
     def plot(
         self,

@@ -18,11 +18,13 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..errors import InputError
+
 Qrels = Mapping[str, Mapping[str, int]]
 RunScores = Mapping[str, Mapping[str, float]]
 
 
-class CoverageError(ValueError):
+class CoverageError(InputError):
     """Judged queries are missing from a run."""
 
 
@@ -134,7 +136,7 @@ def strict_scores(doc_ids: Sequence[str], scores: Sequence[float]) -> dict[str, 
     scores, so no float precision issue); ``-inf`` scores rank last, still by input order.
     """
     if len(doc_ids) != len(scores):
-        raise ValueError("doc_ids and scores differ in length")
+        raise InputError("doc_ids and scores differ in length")
     order = sorted(range(len(doc_ids)), key=lambda i: (-_finite(scores[i]), i))
     n = len(order)
     return {doc_ids[i]: float(n - position) for position, i in enumerate(order)}

@@ -9,22 +9,22 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..datasets import EvalData
+from ..errors import InputError
 from ..head_config import HeadConfig
+from ..settings import built_settings
+from ..utils import json_float
 from .loop import score_queries, score_queries_by_subsets
 from .memory import MemoryMeter
 from .plan import EntrySpec
-from .results_file import json_float
 from .settings import EvalSettings
-from .workers import layers_built, score_queries_on_workers, uses_workers
+from .workers import score_queries_on_workers, uses_workers
 
 ONE_PASS_NOTE = "[one shared pass: time and memory are the pass's]"
 
 
 def build_reranker(settings: EvalSettings, spec: EntrySpec) -> Any:
     """The reranker of one entry, built in this process."""
-    from ..reranker import CoReReranker
-
-    return CoReReranker.from_pretrained(**settings.reranker_kwargs(spec))
+    return settings.reranker_settings(spec).load()
 
 
 def score_entry(
@@ -40,11 +40,14 @@ def score_entry(
     """Score the ``todo`` queries of one entry with its own reranker, metering its peak memory
     (or on a pool of workers, ``settings.workers > 1``: no memory figure then)."""
     if uses_workers(settings):
-        entry["num_layers_built"] = layers_built(spec, num_hidden_layers)
         entry["workers"] = settings.workers
         entry["memory_measure"] = "not measured: scored on Ray workers"
-        for qid, _, scores, seconds in score_queries_on_workers(settings, spec, data, todo):
+        built: dict[str, Any] = {}
+        for qid, _, scores, seconds in score_queries_on_workers(settings, spec, data, todo, built):
             entry["per_query"][qid] = {"time_s": round(seconds, 4), "scores": [json_float(s) for s in scores]}
+            if built and "reranker" not in entry:
+                entry["reranker"] = built
+                entry["num_layers_built"] = built["num_layers_to_keep"]
             save()
         return
     meter = MemoryMeter(meter_device)
@@ -54,6 +57,7 @@ def score_entry(
     entry["load_s"] = round(time.perf_counter() - load_start, 3)
     entry["num_layers_built"] = reranker.model.config.num_hidden_layers
     entry["device"] = str(reranker.device)
+    entry["reranker"] = built_settings(reranker)
     for qid, _, scores, seconds in score_queries(reranker, data, todo, settings.depth, spec.label, settings.progress):
         entry["per_query"][qid] = {"time_s": round(seconds, 4), "scores": [json_float(s) for s in scores]}
         save()
@@ -94,7 +98,7 @@ def score_in_one_pass(
     first = next(iter(scorings.values()))
     differing = [label for label, scoring in scorings.items() if scoring != first]
     if differing:
-        raise ValueError(
+        raise InputError(
             f"--one-pass needs the same scoring settings for every entry; {differing} differ "
             f"from {specs[0].label!r} (e.g. a logit_scale override): run without --one-pass"
         )

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..head_config import HeadConfig, is_score_table
 from ..windows import parse_window_tokens
 from .results_file import SWEEP_GROUP, WINDOW_GROUP, sweep_label, window_label
@@ -77,9 +78,9 @@ def parse_sweep_window(text: str | None) -> list[int | None]:
         if part.strip():
             level = parse_window_tokens(part)
             if level == "auto":
-                raise ValueError("--sweep-window levels are numbers of tokens or 'none', not 'auto'")
+                raise InputError("--sweep-window levels are numbers of tokens or 'none', not 'auto'")
             if level in levels:
-                raise ValueError(f"--sweep-window lists {part.strip()!r} twice")
+                raise InputError(f"--sweep-window lists {part.strip()!r} twice")
             levels.append(level)
     return levels  # type: ignore[return-value]
 
@@ -98,7 +99,7 @@ def parse_sweep_num_heads(text: str | None) -> list[Any]:
         else:
             num_heads = int(part)
             if num_heads < 1:
-                raise ValueError(f"--sweep-num-heads values must be >= 1 or 'all', got {num_heads}")
+                raise InputError(f"--sweep-num-heads values must be >= 1 or 'all', got {num_heads}")
             values.append(num_heads)
     return values
 
@@ -110,7 +111,7 @@ def parse_prune(text: str | None) -> list[float]:
     levels = [float(p) for p in text.split(",") if p.strip()]
     for p in levels:
         if not 0 <= p < 1:
-            raise ValueError(f"--prune levels are fractions of final layers dropped, in [0, 1); got {p}")
+            raise InputError(f"--prune levels are fractions of final layers dropped, in [0, 1); got {p}")
     return levels
 
 
@@ -293,4 +294,4 @@ def load_score_table(
     embedded = (data.get("provenance") or {}).get("head_scores")
     if embedded:
         return embedded, f"{path} (provenance.head_scores)"
-    raise ValueError(f"{path}: not a per-head score table ('layer-head' -> score)")
+    raise InputError(f"{path}: not a per-head score table ('layer-head' -> score)")

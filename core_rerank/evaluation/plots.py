@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from ..plotting import pyplot
 from .plan import METHOD_NAMES
 from .report import layers_needed
@@ -31,7 +32,7 @@ def plot_results(results: Mapping[str, Any], path: str | Path) -> list[str]:
     windows = [(label, e) for label, e in entries.items() if e.get("group") == WINDOW_GROUP and e.get("summary")]
     panels = (1 if sweep else 0) + (len(prune_panels) if prune else 0) + (2 if windows else 0)
     if not panels:
-        raise ValueError("nothing to plot: run with --sweep-num-heads, --prune and/or --sweep-window")
+        raise InputError("nothing to plot: run with --sweep-num-heads, --prune and/or --sweep-window")
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
     axes = list(axes[0])
     settings = results["settings"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..head_config import HeadConfig
+from ..layers import layers_to_build
 from .plan import METHOD_NAMES
 from .results_file import upgrade_results
 
@@ -63,15 +65,16 @@ def format_table(results: Mapping[str, Any], markdown: bool = False) -> str:
 
 
 def layers_needed(entry: Mapping[str, Any], settings: Mapping[str, Any]) -> int | None:
-    """Layers the entry's model builds (for a one-pass entry: would build on its own).
+    """Layers the entry's model builds (for a one-pass entry: would build on its own, by the
+    one rule, ``HeadConfig.layers_to_build``).
 
     ``entry`` in the current format version (see ``results_file.upgrade_results``)."""
     if not entry.get("one_pass"):
         return entry.get("num_layers_built")
     keep = (entry.get("fingerprint") or {}).get("num_layers_to_keep")
-    heads = (entry.get("heads") or {}).get("heads")
-    if isinstance(keep, int):
-        return keep
-    if keep is None and heads:
-        return max(layer for layer, _ in heads) + 1
-    return settings.get("num_hidden_layers")
+    heads = (entry.get("heads") or {}).get("heads") or []
+    layers = settings.get("num_hidden_layers")
+    if not layers or (not heads and entry.get("method") != "icr"):
+        return layers
+    config = HeadConfig(method=entry["method"], heads=[tuple(pair) for pair in heads])
+    return layers_to_build(config, keep, layers)

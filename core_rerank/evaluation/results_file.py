@@ -20,12 +20,12 @@ layer
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..utils import atomic_write
 from ..utils import versions as package_versions
 
 RESULTS_FORMAT = "core-rerank-eval"
@@ -52,17 +52,9 @@ def run_versions() -> dict[str, Any]:
     return found
 
 
-def json_float(value: float | None) -> float | None:
-    """Full precision (rounding could create ties); -inf and NaN (empty documents) as null."""
-    return None if value is None or math.isinf(value) or math.isnan(value) else float(value)
-
-
 def write_results(path: str | Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON atomically (a temporary file, then a rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``data`` as JSON atomically (``utils.atomic_write``: a temporary file, fsync, a rename)."""
+    atomic_write(path, [json.dumps(data, indent=1, ensure_ascii=False) + "\n"])
 
 
 def read_results(path: str | Path) -> dict[str, Any]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..datasets import EvalData, load_eval_data
+from ..errors import InputError
 from ..head_config import HeadConfig
 from ..utils import text_config
 from .metrics import evaluate, strict_scores
@@ -31,18 +33,80 @@ def run_evaluation(
     settings: EvalSettings, out: str | Path | None = None, resume: bool = True, log: Callable[[str], Any] = print
 ) -> dict[str, Any]:
     """Run every planned entry on the same candidates; write/resume ``out`` (JSON)."""
-    if settings.one_pass and uses_workers(settings):
-        raise ValueError("--one-pass runs one shared model in this process; it does not combine with --workers")
+    methods = _checked_methods(settings)
     from .. import loading
-    from ..reranker import resolve_heads
 
+    recall_ks = tuple(settings.recall_ks or sorted({10, settings.depth}))
+    data, qids, missing, candidates = _load_candidates(settings, log)
+    source = loading.resolve_source(settings.model)
+    decoder_config = text_config(loading.load_config(source))
+    entries, table_sources = _plan(settings, methods, source.model_ids, decoder_config.num_hidden_layers)
+    record = _settings_record(settings, methods, source.model_ids, decoder_config, data, recall_ks, table_sources)
+    results = _new_results(record, data, qids, missing, candidates)
+    out_path = Path(out) if out else None
+    if out_path is not None and out_path.is_file() and resume:
+        _resume(results, out_path, candidates)
+        log(f"resuming from {out_path}")
+    meter_device = str(loading.resolve_device(settings.device))  # "cuda" peaks need a reset before loading
+    run = _Run(settings, data, qids, candidates, recall_ks, results, out_path, meter_device)
+    if settings.one_pass:
+        _score_shared_pass(run, entries)
+    for spec in entries:
+        _run_entry(run, spec, log)
+    _finish(run, [spec.label for spec in entries])
+    return results
+
+
+@dataclass
+class _Run:
+    """What the steps of one evaluation share: its settings, queries, candidates and results."""
+
+    settings: EvalSettings
+    data: EvalData
+    qids: list[str]
+    candidates: dict[str, list[str]]
+    recall_ks: tuple[int, ...]
+    results: dict[str, Any]
+    out_path: Path | None
+    meter_device: str
+    last_save: float = field(default_factory=time.monotonic)
+
+    def save(self, force: bool = False) -> None:
+        """Write the results to ``out_path`` when forced or over 20 s after the last write."""
+        if self.out_path is not None and (force or time.monotonic() - self.last_save > 20):
+            write_results(self.out_path, self.results)
+            self.last_save = time.monotonic()
+
+    def summarise(self, entry: dict[str, Any], first_stage: bool) -> None:
+        """Recompute ``entry``'s per-query metrics and summary over this run's queries."""
+        _summarise(
+            entry,
+            self.data,
+            self.qids,
+            self.candidates,
+            self.recall_ks,
+            self.settings.relevance_level,
+            first_stage=first_stage,
+        )
+
+
+def _checked_methods(settings: EvalSettings) -> tuple[str, ...]:
+    """The methods to run, after refusing settings that cannot run (unknown method, bad depth, ...)."""
+    if settings.one_pass and uses_workers(settings):
+        raise InputError("--one-pass runs one shared model in this process; it does not combine with --workers")
     methods = tuple(settings.methods)
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; use {', '.join(ALL_METHODS)}")
+        raise InputError(f"unknown method(s) {unknown}; use {', '.join(ALL_METHODS)}")
     if settings.depth < 1:
-        raise ValueError("--depth must be >= 1")
-    recall_ks = tuple(settings.recall_ks or sorted({10, settings.depth}))
+        raise InputError("--depth must be >= 1")
+    return methods
+
+
+def _load_candidates(
+    settings: EvalSettings, log: Callable[[str], Any]
+) -> tuple[EvalData, list[str], list[str], dict[str, list[str]]]:
+    """Load the data: (data, judged queries, those without candidates, candidates per query)."""
     data = load_eval_data(settings.data_dir, split=settings.split, run_file=settings.run_file)
     qids = list(data.queries)
     if settings.max_queries is not None:
@@ -54,17 +118,14 @@ def run_evaluation(
             f"they score 0 and are listed in the JSON (e.g. {', '.join(missing[:5])})"
         )
     candidates = {q: data.candidates(q, settings.depth) for q in qids}
+    return data, qids, missing, candidates
 
-    source = loading.resolve_source(settings.model)
-    decoder_config = text_config(loading.load_config(source))
-    num_layers = decoder_config.num_hidden_layers
-    heads: dict[str, HeadConfig] = {}
-    for method, given in (("core", settings.heads), ("qr", settings.qr_heads)):
-        if method in methods:
-            config = resolve_heads(given, method, list(source.model_ids))
-            if config.method != method:
-                config = config.model_copy(update={"method": method})
-            heads[method] = config
+
+def _plan(
+    settings: EvalSettings, methods: Sequence[str], model_ids: Sequence[str], num_layers: int
+) -> tuple[list[EntrySpec], dict[str, str | None]]:
+    """The planned entries (``--compare-heads`` last) and where each method's score table came from."""
+    heads = _resolve_method_heads(settings, methods, model_ids)
     tables, table_sources = {}, {}
     for method, path in (("core", settings.head_scores), ("qr", settings.qr_head_scores)):
         if method in methods:
@@ -81,8 +142,32 @@ def run_evaluation(
         settings.sweep_window,
         settings.window_tokens,
     )
-    for name, given in settings.compare_heads:  # extra head sets, scored as CoRe-R
-        config = resolve_heads(given, "core", list(source.model_ids))
+    return entries + _compare_entries(settings, model_ids), table_sources
+
+
+def _resolve_method_heads(
+    settings: EvalSettings, methods: Sequence[str], model_ids: Sequence[str]
+) -> dict[str, HeadConfig]:
+    """The head configs of the CoRe and QR methods run, each marked with its own method."""
+    from ..reranker import resolve_heads
+
+    heads: dict[str, HeadConfig] = {}
+    for method, given in (("core", settings.heads), ("qr", settings.qr_heads)):
+        if method in methods:
+            config = resolve_heads(given, method, list(model_ids))
+            if config.method != method:
+                config = config.model_copy(update={"method": method})
+            heads[method] = config
+    return heads
+
+
+def _compare_entries(settings: EvalSettings, model_ids: Sequence[str]) -> list[EntrySpec]:
+    """The ``--compare-heads`` entries: extra head sets, scored as CoRe-R."""
+    from ..reranker import resolve_heads
+
+    entries = []
+    for name, given in settings.compare_heads:
+        config = resolve_heads(given, "core", list(model_ids))
         entries.append(
             EntrySpec(
                 f"core[{name}]",
@@ -92,11 +177,23 @@ def run_evaluation(
                 window_tokens=entry_window_tokens(config, settings.window_tokens),
             )
         )
+    return entries
 
-    settings_record = {
+
+def _settings_record(
+    settings: EvalSettings,
+    methods: Sequence[str],
+    model_ids: Sequence[str],
+    decoder_config: Any,
+    data: EvalData,
+    recall_ks: Sequence[int],
+    table_sources: Mapping[str, str | None],
+) -> dict[str, Any]:
+    """The ``settings`` block of the results JSON."""
+    return {
         "model": settings.model,
-        "model_ids": list(source.model_ids),
-        "num_hidden_layers": num_layers,
+        "model_ids": list(model_ids),
+        "num_hidden_layers": decoder_config.num_hidden_layers,
         "num_attention_heads": decoder_config.num_attention_heads,
         "data_dir": str(settings.data_dir),
         "split": settings.split,
@@ -123,7 +220,17 @@ def run_evaluation(
         "trec_eval's rule (score desc, doc id desc)",
         **settings.extra,
     }
-    results: dict[str, Any] = {
+
+
+def _new_results(
+    settings_record: dict[str, Any],
+    data: EvalData,
+    qids: Sequence[str],
+    missing: list[str],
+    candidates: dict[str, list[str]],
+) -> dict[str, Any]:
+    """The results JSON before any entry: format, settings, versions and the data block."""
+    return {
         "format": RESULTS_FORMAT,
         "format_version": RESULTS_VERSION,
         "settings": settings_record,
@@ -137,73 +244,77 @@ def run_evaluation(
         },
         "entries": {},
     }
-    out_path = Path(out) if out else None
-    if out_path is not None and out_path.is_file() and resume:
-        _resume(results, out_path, candidates)
-        log(f"resuming from {out_path}")
 
-    meter_device = str(loading.resolve_device(settings.device))  # "cuda" peaks need a reset before loading
-    last_save = time.monotonic()
 
-    def save(force: bool = False) -> None:
-        nonlocal last_save
-        if out_path is not None and (force or time.monotonic() - last_save > 20):
-            write_results(out_path, results)
-            last_save = time.monotonic()
+def _score_shared_pass(run: _Run, entries: Sequence[EntrySpec]) -> None:
+    """``--one-pass``: score every entry that needs a model from one shared pass per query."""
+    planned_labels = {spec.label for spec in entries}
+    shared = [
+        spec
+        for spec in entries
+        if spec.method != "first-stage"
+        and spec.same_as not in planned_labels
+        and (spec.heads is not None or spec.method == "icr")
+    ]
+    if shared:
+        score_in_one_pass(
+            run.settings,
+            shared,
+            {spec.label: _entry(spec, run.results) for spec in shared},
+            run.data,
+            run.qids,
+            run.candidates,
+            run.meter_device,
+            run.save,
+        )
 
-    if settings.one_pass:
-        planned_labels = {spec.label for spec in entries}
-        shared = [
-            spec
-            for spec in entries
-            if spec.method != "first-stage"
-            and spec.same_as not in planned_labels
-            and (spec.heads is not None or spec.method == "icr")
-        ]
-        if shared:
-            score_in_one_pass(
-                settings,
-                shared,
-                {spec.label: _entry(spec, results) for spec in shared},
-                data,
-                qids,
-                candidates,
-                meter_device,
-                save,
-            )
-    for spec in entries:
-        if spec.same_as and spec.same_as in results["entries"]:
-            source_entry = results["entries"][spec.same_as]
-            results["entries"][spec.label] = {
-                **source_entry,
-                "group": spec.group,
-                "param": spec.param,
-                "note": (spec.note or "") + f" (same config as {spec.same_as!r})",
-                "same_as": spec.same_as,
-            }
-            continue
-        entry = _entry(spec, results)
-        todo = [q for q in qids if q not in entry["per_query"]]
-        if spec.method != "first-stage" and spec.heads is None and spec.method != "icr":
-            entry["skipped"] = True  # a pruning level with no usable head
-            log(f"{spec.label}: {spec.note}")
-            continue
-        if spec.method == "first-stage":
-            for qid in todo:
-                docs = candidates[qid]
-                entry["per_query"][qid] = {
-                    "time_s": 0.0,
-                    "scores": [data.run.scores[qid][d] for d in docs] if docs else [],
-                }
-            _summarise(entry, data, qids, candidates, recall_ks, settings.relevance_level, first_stage=True)
-            save(force=True)
-            continue
-        if todo:
-            score_entry(settings, spec, entry, data, todo, meter_device, save, num_layers)
-        _summarise(entry, data, qids, candidates, recall_ks, settings.relevance_level, first_stage=False)
-        save(force=True)
 
-    planned = [spec.label for spec in entries]
+def _run_entry(run: _Run, spec: EntrySpec, log: Callable[[str], Any]) -> None:
+    """Fill one planned entry: a copy of its same-config twin, skipped, first-stage or reranked."""
+    if spec.same_as and spec.same_as in run.results["entries"]:
+        run.results["entries"][spec.label] = _same_as_entry(spec, run.results["entries"][spec.same_as])
+        return
+    entry = _entry(spec, run.results)
+    todo = [q for q in run.qids if q not in entry["per_query"]]
+    if spec.method != "first-stage" and spec.heads is None and spec.method != "icr":
+        entry["skipped"] = True  # a pruning level with no usable head
+        log(f"{spec.label}: {spec.note}")
+        return
+    if spec.method == "first-stage":
+        _fill_first_stage(run, entry, todo)
+        run.summarise(entry, first_stage=True)
+        run.save(force=True)
+        return
+    if todo:
+        score_entry(run.settings, spec, entry, run.data, todo, run.meter_device, run.save)
+    run.summarise(entry, first_stage=False)
+    run.save(force=True)
+
+
+def _same_as_entry(spec: EntrySpec, source_entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry of ``spec``: a copy of the entry it shares its config with, relabelled."""
+    return {
+        **source_entry,
+        "group": spec.group,
+        "param": spec.param,
+        "note": (spec.note or "") + f" (same config as {spec.same_as!r})",
+        "same_as": spec.same_as,
+    }
+
+
+def _fill_first_stage(run: _Run, entry: dict[str, Any], todo: Sequence[str]) -> None:
+    """Record the run file's own scores of the ``todo`` queries (no model, no time)."""
+    for qid in todo:
+        docs = run.candidates[qid]
+        entry["per_query"][qid] = {
+            "time_s": 0.0,
+            "scores": [run.data.run.scores[qid][d] for d in docs] if docs else [],
+        }
+
+
+def _finish(run: _Run, planned: Sequence[str]) -> None:
+    """Order the entries, re-summarise leftovers of earlier runs, drop scores if asked, write."""
+    results = run.results
     # Planned order first (the one-pass entries were created before the others), then leftovers.
     results["entries"] = {
         **{label: results["entries"][label] for label in planned},
@@ -213,22 +324,13 @@ def run_evaluation(
         # Entries kept from an earlier run with other --methods: re-summarise them over this
         # run's queries (their per-query results were already cut to matching candidates).
         if label not in planned and not entry.get("same_as") and entry.get("per_query") is not None:
-            _summarise(
-                entry,
-                data,
-                qids,
-                candidates,
-                recall_ks,
-                settings.relevance_level,
-                first_stage=entry.get("method") == "first-stage",
-            )
-    if not settings.save_scores:
+            run.summarise(entry, first_stage=entry.get("method") == "first-stage")
+    if not run.settings.save_scores:
         for entry in results["entries"].values():
             for record in entry.get("per_query", {}).values():
                 record.pop("scores", None)
-    if out_path is not None:
-        write_results(out_path, results)
-    return results
+    if run.out_path is not None:
+        write_results(run.out_path, results)
 
 
 def _resume(results: dict[str, Any], out_path: Path, candidates: Mapping[str, list[str]]) -> None:
@@ -238,7 +340,7 @@ def _resume(results: dict[str, Any], out_path: Path, candidates: Mapping[str, li
     new = results["settings"]
     if previous.get("format") != RESULTS_FORMAT or any(old.get(k) != new.get(k) for k in RESUME_KEYS):
         changed = [k for k in RESUME_KEYS if old.get(k) != new.get(k)]
-        raise ValueError(
+        raise InputError(
             f"{out_path} holds results with other settings ({', '.join(changed) or 'format'}); "
             "use another --out or --no-resume to overwrite it"
         )
@@ -283,6 +385,7 @@ def _summarise(
     relevance_level: int,
     first_stage: bool,
 ) -> None:
+    """Compute ``entry``'s per-query metrics and summary over ``qids`` (kept as is without scores)."""
     run = {}
     for qid in qids:
         record = entry["per_query"].get(qid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..settings import RerankerSettings
 from ..utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 from .plan import ALL_METHODS, EntrySpec
 
@@ -42,11 +43,11 @@ class EvalSettings:
     gpus_per_worker: float = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def reranker_kwargs(self, spec: EntrySpec) -> dict[str, Any]:
-        """``CoReReranker.from_pretrained`` keyword arguments of one entry: its heads, method and
-        layers, this run's model settings (built in this process or on a worker)."""
-        return dict(
-            model_name_or_path=self.model,
+    def reranker_settings(self, spec: EntrySpec) -> RerankerSettings:
+        """How one entry's reranker is built: its heads, method, layers and window size, and this
+        run's model settings (in this process, or on a worker with ``threads_per_worker``)."""
+        return RerankerSettings(
+            model=self.model,
             heads=spec.heads,
             method=spec.method,
             num_layers_to_keep=spec.num_layers_to_keep,
@@ -55,4 +56,5 @@ class EvalSettings:
             max_doc_words=self.max_doc_words,
             max_length=self.max_length,
             window_tokens=spec.window_tokens,
+            threads=self.threads_per_worker,
         )

@@ -4,7 +4,8 @@
 ``core_rerank.serving.ray_serve`` on Ray Serve (needs ``[ray]``).
 """
 
+from ..scoring import relevance_scores
 from .app import create_app
-from .service import RerankService, relevance_scores
+from .service import LocalScorer, RerankService
 
-__all__ = ["RerankService", "create_app", "relevance_scores"]
+__all__ = ["LocalScorer", "RerankService", "create_app", "relevance_scores"]

@@ -13,10 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..errors import InputError
+
 
 def _check_query(value: str) -> str:
     if not value.strip():
-        raise ValueError("query is empty: reranking needs a query with some text")
+        raise InputError("query is empty: reranking needs a query with some text")
     return value
 
 
@@ -32,7 +34,7 @@ class _Request(BaseModel):
     @classmethod
     def _top_n_not_negative(cls, value: int | None) -> int | None:
         if value is not None and value < 0:
-            raise ValueError("top_n must be >= 0 (0 or absent returns every document)")
+            raise InputError("top_n must be >= 0 (0 or absent returns every document)")
         return value
 
 
@@ -55,7 +57,13 @@ class RerankRequestV2(_Request):
 
 
 class TEIRerankRequest(BaseModel):
-    """Hugging Face text-embeddings-inference (``POST /rerank`` with ``texts``)."""
+    """Hugging Face text-embeddings-inference (``POST /rerank`` with ``texts``).
+
+    ``truncate``: documents are always cut from the right to the server's ``--max-doc-words``
+    (and a rerank never fails for length: long lists are split into windows), so ``true`` and
+    ``false`` behave alike; ``truncation_direction: "left"`` is refused, as nothing here cuts
+    from the left.
+    """
 
     model_config = ConfigDict(strict=True, extra="ignore")
     query: str
@@ -67,6 +75,16 @@ class TEIRerankRequest(BaseModel):
 
     _query_has_text = field_validator("query")(_check_query)
 
+    @field_validator("truncation_direction")
+    @classmethod
+    def _right_only(cls, value: str) -> str:
+        if value.lower() != "right":
+            raise InputError(
+                "truncation_direction 'left' is not supported: documents are cut from the right "
+                "(to the server's --max-doc-words words)"
+            )
+        return value
+
 
 def document_text(doc: Any, index: int, rank_fields: list[str] | None = None) -> str:
     """The text scored for one request document (a string, or an object's ``text`` or
@@ -76,11 +94,11 @@ def document_text(doc: Any, index: int, rank_fields: list[str] | None = None) ->
     if rank_fields:
         missing = [f for f in rank_fields if f not in doc]
         if missing:
-            raise ValueError(f"documents.{index}: has no field {missing[0]!r} named in rank_fields")
+            raise InputError(f"documents.{index}: has no field {missing[0]!r} named in rank_fields")
         return "\n".join(f"{f}: {_field_text(doc[f])}" for f in rank_fields)
     text = doc.get("text")
     if not isinstance(text, str):
-        raise ValueError(
+        raise InputError(
             f'documents.{index}: a document object needs a "text" string (or name its fields in rank_fields)'
         )
     return text
@@ -108,3 +126,56 @@ def describe_validation_error(error: ValidationError) -> str:
             message = "field required"
         lines.append(f"{location}: {message}" if location else message)
     return "; ".join(dict.fromkeys(lines))
+
+
+# ---------------------------------------------------------------------- responses
+class RerankResultItem(BaseModel):
+    """One ranked document: ``relevance_score`` in [0, 1] (min-max over the request's list),
+    ``raw_score`` the listwise score (``null`` for an empty document)."""
+
+    index: int
+    relevance_score: float
+    raw_score: float | None
+    document: dict[str, Any] | None = Field(default=None, description="present when return_documents")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="tokens of the prompts that ran (every window)")
+    total_tokens: int = Field(description="prompt_tokens plus the query part of each window's N/A twin")
+
+
+class RerankResponse(BaseModel):
+    """Cohere v1 / v2, Jina and vLLM rerank response."""
+
+    id: str
+    model: str
+    results: list[RerankResultItem]
+    usage: Usage
+    meta: dict[str, Any]
+
+
+class TEIResult(BaseModel):
+    index: int
+    score: float | None = Field(description="relevance_score, or the raw score with raw_scores: true")
+    text: str | None = Field(default=None, description="present when return_text")
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    queue_depth: int
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: str = "model"
+    owned_by: str = "core-rerank"
+    root: str
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="the reranker actually built: dtype, layers, window_tokens, heads, ..."
+    )
+
+
+class ModelList(BaseModel):
+    object: str = "list"
+    data: list[ModelCard]

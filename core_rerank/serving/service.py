@@ -17,53 +17,106 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputError
+from ..scoring import relevance_scores
+from ..settings import built_settings
+from ..utils import json_float
 from .errors import APIError
 from .worker import ModelWorker, QueueFull, RequestTimeout
 
 
-def relevance_scores(raw: Sequence[float]) -> list[float]:
-    """Min-max over the finite raw scores of one list (see the module docstring)."""
-    finite = [s for s in raw if math.isfinite(s)]
-    if not finite:
-        return [0.0] * len(raw)
-    low, high = min(finite), max(finite)
-    return [0.0 if not math.isfinite(s) else 1.0 if high == low else (s - low) / (high - low) for s in raw]
-
-
-def json_score(value: float) -> "float | None":
-    """A score JSON can carry (JSON has no -inf or NaN)."""
-    return value if math.isfinite(value) else None
-
-
 @dataclass
 class Ranked:
-    """One request's outcome: ``order`` best first, scores in input order."""
+    """One request's outcome: ``order`` best first, scores in input order, and token usage:
+    ``prompt_tokens`` in the prompts that ran (every window), ``total_tokens`` adding the query
+    part of each window's N/A twin (its documents are the prompt's, run once and reused)."""
 
     order: list[int]
     raw: list[float]
     relevance: list[float]
-    tokens: int
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+class LocalScorer:
+    """A reranker in this process behind a :class:`ModelWorker` (one model thread, bounded queue)."""
+
+    def __init__(self, reranker: Any, max_queue: int = 64, timeout_s: float | None = 120.0):
+        self.reranker = reranker
+        self.model_id = getattr(reranker, "model_id", None)
+        self.worker = ModelWorker(lock=getattr(reranker, "lock", None), max_queue=max_queue, timeout_s=timeout_s)
+
+    @property
+    def queue_depth(self) -> int:
+        return self.worker.queue_depth
+
+    @property
+    def in_flight(self) -> int:
+        return self.worker.in_flight
+
+    async def settings(self) -> dict[str, Any]:
+        """The built reranker's settings (``core_rerank.settings.built_settings``)."""
+        if not callable(getattr(self.reranker, "settings", None)):
+            return {}
+        return built_settings(self.reranker)
+
+    async def rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None = None) -> Ranked:
+        """Score on the model thread; a full queue is 503, a timeout 504, bad input 400."""
+        try:
+            return await self.worker.run(lambda: self._rank(query, texts, max_tokens_per_doc))
+        except QueueFull as exc:
+            raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from None
+        except RequestTimeout as exc:
+            raise APIError(504, str(exc), "timeout") from None
+        except InputError as exc:  # the reranker refused this input; anything else is a bug (500)
+            raise APIError(400, str(exc)) from None
+
+    def _rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None) -> Ranked:
+        texts = self._cap_tokens(texts, max_tokens_per_doc)
+        results = self.reranker.rerank(query, texts)
+        raw = [0.0] * len(texts)
+        for result in results:
+            raw[result.index] = float(result.score)
+        usage = getattr(self.reranker, "last_usage", None) or {}
+        return Ranked(
+            [r.index for r in results],
+            raw,
+            relevance_scores(raw),
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("total_tokens", 0)),
+        )
+
+    def _cap_tokens(self, texts: list[str], limit: int | None) -> list[str]:
+        """Each document cut to ``limit`` tokens (``max_tokens_per_doc``; the query is never cut)."""
+        tokenizer = getattr(self.reranker, "tokenizer", None)
+        if tokenizer is None or limit is None or not texts:
+            return texts
+        fast = bool(getattr(tokenizer, "is_fast", False))
+        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=fast)
+        out = []
+        for i, text in enumerate(texts):
+            ids = encoded["input_ids"][i]
+            if len(ids) > limit:
+                text = text[: encoded["offset_mapping"][i][limit - 1][1]] if fast else tokenizer.decode(ids[:limit])
+            out.append(text)
+        return out
+
+    def close(self) -> None:
+        self.worker.close()
 
 
 class RerankService:
-    """The model, its names and limits, and the worker that runs it."""
+    """What every rerank route does, whatever its dialect: the model's names and limits, the
+    checks, the scorer (in process, or Ray Serve model replicas), and the response shapes."""
 
-    def __init__(
-        self,
-        reranker: Any,
-        model_names: Sequence[str] | None = None,
-        max_documents: int = 1000,
-        max_queue: int = 64,
-        timeout_s: float | None = 120.0,
-    ):
-        self.reranker = reranker
-        own = str(getattr(reranker, "model_id", None) or "core-rerank")
-        names = [n for n in (*(model_names or ()), own) if n]
+    def __init__(self, scorer: Any, model_names: Sequence[str] | None = None, max_documents: int = 1000):
+        self.scorer = scorer
+        own = str(getattr(scorer, "model_id", None) or "")
+        names = [n for n in (*(model_names or ()), own) if n] or ["core-rerank"]
         self.model_names = list(dict.fromkeys(names))
         self.model_name = self.model_names[0]
         self._accepted = {n.lower() for n in self.model_names}
         self.max_documents = max_documents
-        self.worker = ModelWorker(lock=getattr(reranker, "lock", None), max_queue=max_queue, timeout_s=timeout_s)
 
     # ------------------------------------------------------------------ checks
     def check_model(self, model: str | None) -> None:
@@ -83,55 +136,27 @@ class RerankService:
                 400, f"too many documents: {count} sent, at most {self.max_documents} a request (--max-documents)"
             )
 
-    # ------------------------------------------------------------------ scoring
     async def rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None = None) -> Ranked:
         self.check_documents(len(texts))
-        try:
-            return await self.worker.run(lambda: self._rank(query, texts, max_tokens_per_doc))
-        except QueueFull as exc:
-            raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from None
-        except RequestTimeout as exc:
-            raise APIError(504, str(exc), "timeout") from None
-        except (ValueError, TypeError) as exc:  # the reranker refused this input
-            raise APIError(400, str(exc)) from None
-
-    def _rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None) -> Ranked:
-        texts, tokens = self._cap_tokens([query, *texts], max_tokens_per_doc)
-        results = self.reranker.rerank(query, texts[1:])
-        raw = [0.0] * (len(texts) - 1)
-        for result in results:
-            raw[result.index] = float(result.score)
-        return Ranked([r.index for r in results], raw, relevance_scores(raw), tokens)
-
-    def _cap_tokens(self, texts: list[str], limit: int | None) -> tuple[list[str], int]:
-        """Each document cut to ``limit`` tokens (the query is never cut); the token count."""
-        tokenizer = getattr(self.reranker, "tokenizer", None)
-        if tokenizer is None:
-            return texts, 0
-        fast = bool(getattr(tokenizer, "is_fast", False))
-        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=fast)
-        out, total = [texts[0]], len(encoded["input_ids"][0])
-        for i in range(1, len(texts)):
-            ids = encoded["input_ids"][i]
-            if limit is not None and len(ids) > limit:
-                text = texts[i][: encoded["offset_mapping"][i][limit - 1][1]] if fast else tokenizer.decode(ids[:limit])
-                out.append(text)
-                total += limit
-            else:
-                out.append(texts[i])
-                total += len(ids)
-        return out, total
+        return await self.scorer.rank(query, texts, max_tokens_per_doc)
 
     # ------------------------------------------------------------------ responses
-    def cohere_v1(
-        self, ranked: Ranked, documents: list[Any], texts: list[str], top_n: int | None, return_documents: bool
+    def cohere(
+        self,
+        ranked: Ranked,
+        documents: list[Any],
+        texts: list[str],
+        top_n: int | None,
+        return_documents: bool,
+        version: int = 1,
     ) -> dict:
+        """Cohere v1 (= Jina = vLLM) or v2 body. ``top_n`` 0 or absent: every document."""
         results = []
-        for i in _cut(ranked.order, top_n):
+        for i in ranked.order[:top_n] if top_n else ranked.order:
             item: dict[str, Any] = {
                 "index": i,
                 "relevance_score": ranked.relevance[i],
-                "raw_score": json_score(ranked.raw[i]),
+                "raw_score": json_float(ranked.raw[i]),
             }
             if return_documents:
                 item["document"] = _returned_document(documents[i], texts[i])
@@ -140,32 +165,24 @@ class RerankService:
             "id": str(uuid.uuid4()),
             "model": self.model_name,
             "results": results,
-            "usage": {"prompt_tokens": ranked.tokens, "total_tokens": ranked.tokens},
-            "meta": {"api_version": {"version": "1"}, "billed_units": {"search_units": math.ceil(len(texts) / 100)}},
+            "usage": {"prompt_tokens": ranked.prompt_tokens, "total_tokens": ranked.total_tokens},
+            "meta": {
+                "api_version": {"version": str(version)},
+                "billed_units": {"search_units": math.ceil(len(texts) / 100)},
+            },
         }
-
-    def cohere_v2(
-        self, ranked: Ranked, documents: list[Any], texts: list[str], top_n: int | None, return_documents: bool
-    ) -> dict:
-        body = self.cohere_v1(ranked, documents, texts, top_n, return_documents)
-        body["meta"]["api_version"]["version"] = "2"
-        return body
 
     def tei(self, ranked: Ranked, texts: list[str], raw_scores: bool, return_text: bool) -> list[dict]:
         results = []
         for i in ranked.order:
             item: dict[str, Any] = {
                 "index": i,
-                "score": json_score(ranked.raw[i]) if raw_scores else ranked.relevance[i],
+                "score": json_float(ranked.raw[i]) if raw_scores else ranked.relevance[i],
             }
             if return_text:
                 item["text"] = texts[i]
             results.append(item)
         return results
-
-
-def _cut(order: list[int], top_n: int | None) -> list[int]:
-    return order if not top_n else order[:top_n]
 
 
 def _returned_document(document: Any, text: str) -> dict:

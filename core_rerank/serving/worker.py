@@ -22,6 +22,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from ..errors import InputError
+
 T = TypeVar("T")
 
 
@@ -45,7 +47,7 @@ class ModelWorker:
 
     def __init__(self, lock: Any = None, max_queue: int = 64, timeout_s: float | None = 120.0):
         if max_queue < 0:
-            raise ValueError("max_queue must be >= 0")
+            raise InputError("max_queue must be >= 0")
         self.max_queue = max_queue
         self.timeout_s = timeout_s
         self._model_lock = lock if lock is not None else contextlib.nullcontext()

@@ -14,13 +14,17 @@ from core_rerank.adapters import given_reranker, handing_over, load_reranker, lo
 from core_rerank.head_config import HeadConfig
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
+USE_TOP_N: Any = object()  # rerank()'s default: the compressor's own top_n
+
 
 class CoReRerank(BaseDocumentCompressor):
     """Rerank documents with CoRe attention heads of a local LLM (arXiv 2510.02219).
 
     All candidates go into one prompt with the query; the attention a few selected heads pay
-    each document is its score, returned in ``metadata["relevance_score"]`` of a *copy* of the
-    document (same ``id``). Scores are relative within one call (listwise), not probabilities.
+    each document is its score. A *copy* of each kept document (same ``id``) carries
+    ``metadata["raw_score"]`` (that listwise score) and ``metadata["relevance_score"]`` (the
+    same mapped to [0, 1] over the call's documents, as LangChain's other rerankers and this
+    package's server give it). Scores are relative within one call, not probabilities.
 
     The model is loaded once, when the compressor is built, from the loading settings. To
     share one loaded model with the LlamaIndex adapter or with answer generation, build a
@@ -60,6 +64,8 @@ class CoReRerank(BaseDocumentCompressor):
     max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS
     """Each document is cut to this many words before reranking."""
 
+    max_length: int | None = None
+    """Token budget of one prompt; None: the model's context, capped at 32768."""
     window_tokens: int | str | None = "auto"
     """Document tokens per prompt window: 'auto' the heads' setting (the small offline models'
     presets use windows), None every document in one prompt, or a number."""
@@ -80,7 +86,7 @@ class CoReRerank(BaseDocumentCompressor):
 
         ``settings`` are the compressor's own (``top_n``, ``score_threshold``); the loading
         settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
-        window_tokens) are taken from the reranker, so the fields describe what runs.
+        max_length, window_tokens) are taken from the reranker, so the fields describe what runs.
         """
         with handing_over(reranker, settings, "compressor") as described:
             return cls(**described, **settings)
@@ -97,24 +103,25 @@ class CoReRerank(BaseDocumentCompressor):
         documents: Sequence[str | Document | dict[str, Any]],
         query: str,
         *,
-        top_n: int | None = -1,
+        top_n: Any = USE_TOP_N,
     ) -> list[dict[str, Any]]:
-        """Score documents against ``query``, best first: ``[{"index", "relevance_score"}]``.
+        """Score documents against ``query``, best first: ``[{"index", "relevance_score", "raw_score"}]``.
 
         ``index`` is the position in ``documents`` (``Document``s, strings, or
         ``{"text", "title"}`` dicts, whose title is read with the text as in the core).
-        ``top_n``: -1 (default) uses the compressor's ``top_n``; None returns all.
-        ``score_threshold`` applies.
+        ``relevance_score`` is in [0, 1] (min-max over this call's documents, as over HTTP);
+        ``raw_score`` is the core's listwise score. ``top_n``: the compressor's ``top_n`` unless
+        given; ``None`` returns all. ``score_threshold`` applies to the raw score.
         """
-        limit = self.top_n if top_n == -1 else top_n
-        if limit is not None and limit < 0:
-            raise ValueError("top_n must be >= 0, None (all) or -1 (the compressor's top_n)")
+        limit = self.top_n if top_n is USE_TOP_N else top_n
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"top_n must be a number >= 0 or None (all), got {limit!r}")
         if not documents:
             return []
         results = self.reranker.rerank(
             query, [_core_document(doc) for doc in documents], top_k=limit, score_threshold=self.score_threshold
         )
-        return [{"index": r.index, "relevance_score": r.score} for r in results]
+        return [{"index": r.index, "relevance_score": r.relevance_score, "raw_score": r.score} for r in results]
 
     def compress_documents(
         self,
@@ -122,13 +129,15 @@ class CoReRerank(BaseDocumentCompressor):
         query: str,
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
-        """Copies of the best ``top_n`` documents, best first, with ``metadata["relevance_score"]``."""
+        """Copies of the best ``top_n`` documents, best first, with ``metadata["relevance_score"]``
+        (in [0, 1] over this call's documents) and ``metadata["raw_score"]``."""
         documents = list(documents)
         compressed = []
         for result in self.rerank(documents, query):
             doc = documents[result["index"]]
             metadata = deepcopy(doc.metadata)
             metadata["relevance_score"] = result["relevance_score"]
+            metadata["raw_score"] = result["raw_score"]
             compressed.append(doc.model_copy(update={"metadata": metadata}))
         return compressed
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-SCRIPTS = ["llamaindex_qa.py", "langchain_qa.py", "langchain_lcel_qa.py"]
+SCRIPTS = ["llamaindex_qa.py", "langchain_qa.py", "langchain_lcel_qa.py", "haystack_qa.py"]
+SLICE = Path(__file__).resolve().parents[1] / "data" / "scifact_slice"
 ARGS = ["--questions", "2", "--top-k", "5", "--top-n", "2", "--max-new-tokens", "12"]
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
@@ -25,6 +26,7 @@ def examples(monkeypatch, shared_reranker):
     pytest.importorskip("llama_index.retrievers.bm25")
     pytest.importorskip("langchain_classic")
     pytest.importorskip("rank_bm25")
+    pytest.importorskip("haystack")
     monkeypatch.syspath_prepend(str(EXAMPLES))
     import qa_common
 
@@ -52,16 +54,34 @@ def test_example_app_runs(module, examples, capsys):
 
 
 def test_scripts_start_as_a_user_runs_them():
+    scripts = [*SCRIPTS, "pyterrier_experiment.py"]
     procs = [
         subprocess.Popen(
             [sys.executable, str(EXAMPLES / s), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        for s in SCRIPTS
+        for s in scripts
     ]
-    for script, proc in zip(SCRIPTS, procs):
+    for script, proc in zip(scripts, procs):
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"{script}: {err[-2000:]}"
-        assert "--questions" in out and "--method" in out
+        if script == "pyterrier_experiment.py":
+            assert "--queries" in out and "--methods" in out and "--max-doc-words" in out
+        else:
+            assert "--questions" in out and "--method" in out
+
+
+def test_pyterrier_experiment_runs_on_the_scifact_slice(monkeypatch, shared_reranker, capsys):
+    """CoRe-R, QR-R and ICR around the session's one model, in one pt.Experiment against BM25."""
+    pytest.importorskip("pyterrier")
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    import pyterrier_experiment
+
+    monkeypatch.setattr(pyterrier_experiment, "load_model", lambda *args: shared_reranker)
+    table = pyterrier_experiment.main(["--data", str(SLICE), "--queries", "2", "--depth", "5", "--max-doc-words", "20"])
+    assert table["name"].tolist() == ["BM25", "CoRe-R", "QR-R", "ICR"]
+    assert table["nDCG@10"].between(0, 1).all() and "nDCG@10 p-value" in table.columns
+    out = capsys.readouterr().out
+    assert "| name | nDCG@10 | RR@10 | R@10 |" in out and "2 scifact_slice test queries, BM25 top 5" in out
 
 
 def test_one_model_reranks_for_both_frameworks_and_generates(shared_reranker):

@@ -46,9 +46,13 @@ def test_returns_scored_copies_with_same_ids(shared_reranker, expected_order):
     before = copy.deepcopy(docs)
     out = CoReRerank.from_reranker(shared_reranker).compress_documents(docs, QUERY)
     assert ids(out) == [f"d{i}" for i in expected_order[:3]]  # top_n defaults to 3
-    scores = [d.metadata["relevance_score"] for d in out]
+    scores = [d.metadata["raw_score"] for d in out]
     assert all(type(s) is float for s in scores) and scores == sorted(scores, reverse=True)
-    assert scores == [shared_reranker.score(QUERY, DOCS)[i] for i in expected_order[:3]]
+    raw = shared_reranker.score(QUERY, DOCS)
+    assert scores == [raw[i] for i in expected_order[:3]]
+    relevance = [d.metadata["relevance_score"] for d in out]  # [0, 1] over all the call's documents
+    assert relevance == pytest.approx([(raw[i] - min(raw)) / (max(raw) - min(raw)) for i in expected_order[:3]])
+    assert relevance[0] == 1.0
     assert docs == before  # the caller's documents (and their metadata) are untouched
     assert not {id(d) for d in out} & {id(d) for d in docs}
     by_id = {d.id: d for d in docs}
@@ -61,11 +65,11 @@ def test_returns_scored_copies_with_same_ids(shared_reranker, expected_order):
 def test_top_n_none_and_threshold(shared_reranker):
     out = CoReRerank.from_reranker(shared_reranker, top_n=None).compress_documents(make_docs(), QUERY)
     assert len(out) == len(DOCS)
-    threshold = out[1].metadata["relevance_score"]
+    threshold = out[1].metadata["raw_score"]  # the threshold is on the raw score
     out = CoReRerank.from_reranker(shared_reranker, top_n=None, score_threshold=threshold).compress_documents(
         make_docs(), QUERY
     )
-    assert len(out) == 2 and all(d.metadata["relevance_score"] >= threshold for d in out)
+    assert len(out) == 2 and all(d.metadata["raw_score"] >= threshold for d in out)
 
 
 def test_empty_input_skips_the_model(shared_reranker):
@@ -81,8 +85,11 @@ def test_rerank_helper_like_cohere_and_jina(shared_reranker, expected_order):
     compressor = CoReRerank.from_reranker(shared_reranker, top_n=2)
     results = compressor.rerank(DOCS, QUERY, top_n=None)
     assert [r["index"] for r in results] == expected_order
-    assert all(set(r) == {"index", "relevance_score"} and type(r["relevance_score"]) is float for r in results)
-    assert [r["index"] for r in compressor.rerank(make_docs(), QUERY)] == expected_order[:2]  # -1: own top_n
+    assert all(set(r) == {"index", "relevance_score", "raw_score"} for r in results)
+    assert all(type(r["relevance_score"]) is float and type(r["raw_score"]) is float for r in results)
+    assert [r["index"] for r in compressor.rerank(make_docs(), QUERY)] == expected_order[:2]  # default: own top_n
+    with pytest.raises(ValueError, match="None \\(all\\)"):
+        compressor.rerank(DOCS, QUERY, top_n=-1)  # one spelling of "all": None
 
 
 def test_async_matches_sync(shared_reranker):
@@ -119,11 +126,11 @@ def test_top_n_and_threshold_together(shared_reranker):
     out = CoReRerank.from_reranker(shared_reranker, top_n=3, score_threshold=scores[1]).compress_documents(
         make_docs(), QUERY
     )
-    assert [d.metadata["relevance_score"] for d in out] == scores[:2]  # the threshold cut first
+    assert [d.metadata["raw_score"] for d in out] == scores[:2]  # the threshold cut first
     out = CoReRerank.from_reranker(shared_reranker, top_n=1, score_threshold=scores[3]).compress_documents(
         make_docs(), QUERY
     )
-    assert [d.metadata["relevance_score"] for d in out] == scores[:1]  # then top_n
+    assert [d.metadata["raw_score"] for d in out] == scores[:1]  # then top_n
 
 
 def test_dict_documents_keep_their_title_as_the_core_does(shared_reranker):
@@ -135,10 +142,10 @@ def test_dict_documents_keep_their_title_as_the_core_does(shared_reranker):
     compressor = CoReRerank.from_reranker(shared_reranker, top_n=None)
     got = compressor.rerank(docs, QUERY)
     expected = shared_reranker.rerank(QUERY, docs)
-    assert got == [{"index": r.index, "relevance_score": r.score} for r in expected]
+    assert got == [{"index": r.index, "relevance_score": r.relevance_score, "raw_score": r.score} for r in expected]
     titled = shared_reranker.score(QUERY, ["France Its capital city is on the Seine."])
     untitled = shared_reranker.score(QUERY, ["Its capital city is on the Seine."])
-    assert compressor.rerank(docs[:1], QUERY)[0]["relevance_score"] == titled[0] != untitled[0]
+    assert compressor.rerank(docs[:1], QUERY)[0]["raw_score"] == titled[0] != untitled[0]
 
 
 def test_heads_accept_a_head_config(smollm2_dir):
@@ -147,7 +154,7 @@ def test_heads_accept_a_head_config(smollm2_dir):
     assert compressor.reranker.heads == qr and compressor.reranker.method == "qr"
     assert compressor.reranker.model.config.num_hidden_layers == qr.deepest_layer + 1  # None: what the heads need
     got = compressor.rerank(DOCS, QUERY)
-    assert [r["relevance_score"] for r in got] == sorted(compressor.reranker.score(QUERY, DOCS), reverse=True)
+    assert [r["raw_score"] for r in got] == sorted(compressor.reranker.score(QUERY, DOCS), reverse=True)
     with pytest.raises(ValueError, match="contradicts"):
         CoReRerank(heads=qr, method="core", device="cpu")
 

@@ -1,4 +1,4 @@
-"""Packaging: the core-rerank wheel ships both integration packages (run: pytest -k wheel).
+"""Packaging: the core-rerank wheel ships every integration package (run: pytest -k wheel).
 
 Builds a wheel from a copy of the source tree (offline, ``--no-build-isolation`` with the
 current environment's setuptools), checks its file list, installs it with ``--no-deps`` into
@@ -29,12 +29,17 @@ target = sys.argv[1]
 import core_rerank, core_rerank.head_config as hc
 import llama_index.postprocessor.core_rerank as li
 import langchain_core_rerank as lc
+import haystack_integrations.components.rankers.core_rerank as hs
+import pyterrier_core_rerank as ptr
+import pyterrier as pt
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from langchain_core.documents import BaseDocumentCompressor
-for module in (core_rerank, li, lc):
+for module in (core_rerank, li, lc, hs, ptr):
     assert module.__file__.startswith(target), (module.__name__, module.__file__)
 assert issubclass(li.CoReRerank, BaseNodePostprocessor)
 assert issubclass(lc.CoReRerank, BaseDocumentCompressor)
+assert hasattr(hs.CoReRanker, "__haystack_input__") or callable(hs.CoReRanker.run)
+assert issubclass(ptr.CoReReRanker, pt.Transformer)
 assert hc.preset_names(), "no head presets in the installed wheel"
 print("imported from", target)
 """
@@ -51,10 +56,12 @@ def _pip(*args: str, cwd: Path | None = None) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_wheel_ships_both_integrations_and_imports(tmp_path):
+def test_wheel_ships_every_integration_and_imports(tmp_path):
     pytest.importorskip("setuptools")
     pytest.importorskip("llama_index.core")
     pytest.importorskip("langchain_core")
+    pytest.importorskip("haystack")
+    pytest.importorskip("pyterrier")
     src = tmp_path / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
@@ -73,6 +80,12 @@ def test_wheel_ships_both_integrations_and_imports(tmp_path):
         "llama_index/postprocessor/core_rerank/base.py",
         "langchain_core_rerank/__init__.py",
         "langchain_core_rerank/compressor.py",
+        "haystack_integrations/components/rankers/core_rerank/__init__.py",
+        "haystack_integrations/components/rankers/core_rerank/ranker.py",
+        "haystack_integrations/components/rankers/core_rerank/py.typed",
+        "pyterrier_core_rerank/__init__.py",
+        "pyterrier_core_rerank/reranker.py",
+        "pyterrier_core_rerank/py.typed",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
     presets = {p.name for p in (ROOT / "core_rerank" / "heads").glob("*.json")}
@@ -80,6 +93,14 @@ def test_wheel_ships_both_integrations_and_imports(tmp_path):
     # Implicit namespace packages, like every LlamaHub integration: no __init__ above the leaf.
     assert "llama_index/__init__.py" not in names
     assert "llama_index/postprocessor/__init__.py" not in names
+    # Haystack's integration namespace, as every *-haystack package leaves it (py.typed sits in our
+    # leaf package, so no file is shared with another integration's wheel).
+    for level in (
+        "haystack_integrations",
+        "haystack_integrations/components",
+        "haystack_integrations/components/rankers",
+    ):
+        assert f"{level}/__init__.py" not in names and f"{level}/py.typed" not in names
     assert not any(n.startswith(("integrations/", "tests/", "examples/")) for n in names)
 
     target = tmp_path / "site"

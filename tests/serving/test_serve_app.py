@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 from fastapi.testclient import TestClient
 
+from core_rerank.errors import InputError
 from core_rerank.serving import create_app
 
 
 class FakeReranker:
-    """Scores a document by its length; raises on the document "boom"."""
+    """Scores a document by its length; raises on the document "boom" (a bug of ours), and an
+    InputError on the document "refuse" (bad input the reranker refuses)."""
 
     model_id = "fake-model"
     tokenizer = None
@@ -19,6 +22,10 @@ class FakeReranker:
     def rerank(self, query, documents):
         if "boom" in documents:
             raise RuntimeError("boom")
+        if "typo" in documents:
+            raise TypeError("a bug of ours that happens to be a TypeError")
+        if "refuse" in documents:
+            raise InputError("this document cannot be scored")
         scores = [float(len(d)) if d else float("-inf") for d in documents]
         order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
         return [SimpleNamespace(index=i, score=scores[i]) for i in order]
@@ -28,11 +35,31 @@ def client(**kwargs) -> TestClient:
     return TestClient(create_app(FakeReranker(), **kwargs), raise_server_exceptions=False)
 
 
-def test_a_bug_is_a_json_500_and_the_server_keeps_serving():
+def test_a_bug_is_a_json_500_with_an_error_id_in_the_log_and_the_server_keeps_serving(caplog):
     c = client()
-    response = c.post("/v1/rerank", json={"query": "q", "documents": ["boom"]})
-    assert response.status_code == 500 and "boom" in response.json()["message"]
+    for document in ("boom", "typo"):  # a TypeError inside the reranker is ours too, not the user's
+        response = c.post("/v1/rerank", json={"query": "q", "documents": [document]})
+        body = response.json()
+        assert response.status_code == 500 and body["type"] == "internal_error", body
+        assert body["error_id"] in body["message"] and body["error_id"] in caplog.text
     assert c.post("/v1/rerank", json={"query": "q", "documents": ["a"]}).status_code == 200
+
+
+def test_input_the_reranker_refuses_is_a_400():
+    response = client().post("/v1/rerank", json={"query": "q", "documents": ["refuse"]})
+    assert response.status_code == 400 and "cannot be scored" in response.json()["message"]
+
+
+def test_openapi_describes_what_each_route_returns():
+    spec = client().get("/openapi.json").json()
+
+    def returns(path: str, method: str) -> str:
+        return json.dumps(spec["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"])
+
+    assert "RerankResponse" in returns("/v1/rerank", "post") and "RerankResponse" in returns("/v2/rerank", "post")
+    assert "TEIResult" in returns("/rerank", "post") and "ModelList" in returns("/v1/models", "get")
+    fields = spec["components"]["schemas"]["RerankResultItem"]["properties"]
+    assert {"index", "relevance_score", "raw_score", "document"} <= set(fields)
 
 
 def test_empty_document_scores_zero_and_raw_null():

@@ -68,7 +68,23 @@ def test_llamaindex_cohere_rerank(server, cases):
     assert [n.node.node_id for n in out] == [str(i) for i, _ in want[:3]]
 
 
-def test_raw_http_vllm_jina_shape(server, cases):
+def usage_of(reference, query: str, docs: list[str]) -> dict:
+    """The tokens of the prompts ``score`` runs for this list (every window), and with each N/A twin's query part."""
+    prompt = total = 0
+    for window in reference.windows(query, docs):
+        prepared = reference.prepare(query, [docs[i] for i in window])
+        prompt += len(prepared)
+        total += len(prepared) + len(prepared.null_input_ids) - prepared.prefix_length
+    reference.score(query, docs)
+    assert reference.last_usage == {
+        "prompts": len(reference.windows(query, docs)),
+        "prompt_tokens": prompt,
+        "total_tokens": total,
+    }
+    return {"prompt_tokens": prompt, "total_tokens": total}
+
+
+def test_raw_http_vllm_jina_shape(server, cases, reference):
     query, docs, want = cases[3]
     for route in ("/rerank", "/v1/rerank"):
         body = httpx.post(
@@ -78,6 +94,7 @@ def test_raw_http_vllm_jina_shape(server, cases):
         ).json()
         assert body["model"] == DEFAULT_MODEL and set(body["usage"]) == {"prompt_tokens", "total_tokens"}
         _raw_close(body["results"], want)
+        assert body["usage"] == usage_of(reference, query, docs)
         assert [r["document"]["text"] for r in body["results"]] == [docs[i] for i, _ in want]
         assert body["results"][0]["relevance_score"] == 1.0 and body["results"][-1]["relevance_score"] == 0.0
 

@@ -38,6 +38,16 @@ BAD = [  # (route, body: dict or raw text, status, words the message must hold)
     ("/rerank", {"query": "q", "texts": []}, 400, "documents is empty"),
     ("/rerank", {"query": "", "texts": ["a"]}, 400, "query is empty"),
     ("/no/such/route", {}, 404, "no such route"),
+    # bodies the JSON parser cannot take: nested too deep, a number too long to read
+    ("/v1/rerank", "[" * 100_000 + "]" * 100_000, 400, "nested too deeply"),
+    ("/v1/rerank", '{"query": "q", "documents": [' + "[" * 500 + "]" * 500 + "]}", 400, "nested too deeply"),
+    ("/v1/rerank", '{"query": "q", "documents": ["a"], "top_n": ' + "9" * 5000 + "}", 400, "not valid JSON"),
+    (
+        "/rerank",
+        {"query": "q", "texts": ["a"], "truncate": True, "truncation_direction": "Left"},
+        400,
+        "truncation_direction",
+    ),
 ]
 
 

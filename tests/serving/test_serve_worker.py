@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from core_rerank.serving.service import relevance_scores
+from core_rerank.scoring import relevance_scores
 from core_rerank.serving.worker import ModelWorker, QueueFull, RequestTimeout
 
 

@@ -83,6 +83,9 @@ class CoReRerank(BaseNodePostprocessor):
         description=("Drop nodes whose CoRe score is below this value. Scores are relative within one call."),
     )
 
+    max_length: int | None = Field(
+        default=None, description="Token budget of one prompt; None: the model's context, capped at 32768."
+    )
     window_tokens: int | str | None = Field(
         default="auto",
         description=(
@@ -108,7 +111,7 @@ class CoReRerank(BaseNodePostprocessor):
         ``settings`` are this postprocessor's own (``top_n``, ``score_threshold``,
         ``keep_retrieval_score``, ``metadata_mode``, ``callback_manager``); the loading
         settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
-        window_tokens) are taken from the reranker, so ``to_dict()`` describes what runs.
+        max_length, window_tokens) are taken from the reranker, so ``to_dict()`` describes what runs.
         """
         with handing_over(reranker, settings, "postprocessor") as described:
             return cls(**described, **settings)
