@@ -10,7 +10,8 @@ not shadow the real package)::
     ds = ray.data.from_items([{"query_id": "q1", "query": "...", "doc_ids": ["a", "b"],
                                "documents": ["text of a", "text of b"]}])
     reranked = rerank_dataset(ds, model="smollm2-135m-instruct", workers=2)
-    # rows: query_id, doc_ids and scores (best first), error (None or why it failed), seconds
+    # rows: query_id, doc_ids and scores (best first), error (None or why it failed), seconds,
+    # reranker (JSON of the settings the actor built)
 
 Each actor builds its reranker from one ``RerankerSettings`` (torch threads first, then only
 the layers the heads need; every setting as given, ``None`` included) and scores every row with
@@ -118,6 +119,7 @@ def rerank_dataset(
     max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS,
     max_length: int | None = None,
     window_tokens: int | str | None = "auto",
+    document_order: str = "auto",
     num_layers_to_keep: int | str | None = None,
     settings: RerankerSettings | None = None,
 ) -> Any:
@@ -143,6 +145,7 @@ def rerank_dataset(
             max_doc_words=max_doc_words,
             max_length=max_length,
             window_tokens=window_tokens,
+            document_order=document_order,
             num_layers_to_keep=num_layers_to_keep,
         )
     if settings.threads is None:

@@ -36,6 +36,7 @@ class RerankerSettings:
     max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS  # None: documents are not cut
     max_length: int | None = None  # None: the model's context, capped
     window_tokens: int | str | None = "auto"  # "auto": the heads' setting; None: one prompt
+    document_order: str = "auto"  # "auto": the heads' setting; "first_stage", "reversed", "both", "ends"
     threads: int | None = None
 
     def replace(self, **changes: Any) -> "RerankerSettings":
@@ -58,10 +59,23 @@ class RerankerSettings:
         return CoReReranker.from_pretrained(**self.from_pretrained_kwargs())
 
     def fingerprint(self) -> dict[str, Any]:
-        """What decides the scores, as JSON values (not device or threads: a restart may change those)."""
-        return {
-            name: json_value(getattr(self, name)) for name in sorted(LOADING_FIELDS) if name not in ("device", "model")
-        } | {"model_name_or_path": self.model}
+        """What decides the scores, as JSON values (not device or threads: a restart may change
+        those). ``dtype="auto"`` is recorded as the dtype it gives on a CPU, which depends on the
+        CPU (bfloat16 where it is native): a job resumed on another machine must not mix dtypes."""
+        values = {name: json_value(getattr(self, name)) for name in LOADING_FIELDS if name not in ("device", "model")}
+        values["dtype"] = self.cpu_dtype() or values["dtype"]
+        if values["document_order"] == "auto":  # as before the setting existed: older jobs still resume
+            del values["document_order"]
+        return dict(sorted(values.items())) | {"model_name_or_path": self.model}
+
+    def cpu_dtype(self) -> str | None:
+        """The dtype name ``dtype="auto"`` resolves to when the device is the CPU, else ``None``."""
+        if self.dtype not in (None, "auto") or (self.device is not None and str(self.device) != "cpu"):
+            return None
+        from .loading import resolve_device, resolve_dtype
+
+        device = resolve_device(self.device)
+        return str(resolve_dtype(self.dtype, device)).removeprefix("torch.") if device.type == "cpu" else None
 
     def method_name(self) -> str:
         """The scoring method without loading the model: ``method``, else the heads', else core."""
@@ -107,7 +121,7 @@ def json_value(value: Any) -> Any:
 
 def built_settings(reranker: Any) -> dict[str, Any]:
     """What a built reranker actually runs with, as JSON: model, heads (name, method, pairs),
-    method, device, dtype, layers built, max_doc_words, max_length, window_tokens."""
+    method, device, dtype, layers built, max_doc_words, max_length, window_tokens, document_order."""
     built = dict(reranker.settings())
     heads = built.pop("heads")
     built["heads"] = {"name": heads.name, "method": heads.method, "heads": [list(p) for p in heads.heads]}

@@ -8,7 +8,7 @@ Two settings cover each option with ``None`` and with a value that is not its de
 - ``NONE_SETTINGS``: one prompt (the preset has 600-token windows), no word cut, the layers
   the heads need, the model's own budget, the preset's method and heads, float32;
 - ``SET_SETTINGS``: 123-token windows, 17 words, 27 layers, a 3,000-token budget, QR-R with
-  the QR preset, bfloat16.
+  the QR preset, documents in reversed order, bfloat16.
 
 And the scores: ``rerank-run --window-tokens none`` equals ``CoReReranker(window_tokens=None)``
 to 1e-6, with one worker and with two, and differs from the preset's windowed scores.
@@ -36,6 +36,16 @@ def test_none_is_passed_on_not_dropped():
     kwargs = settings.from_pretrained_kwargs()
     assert kwargs["window_tokens"] is None and kwargs["max_doc_words"] is None and "threads" not in kwargs
     assert set(kwargs) >= {"model_name_or_path", *NONE_SETTINGS}
+
+
+@pytest.mark.parametrize(("native_bf16", "dtype"), [(True, "bfloat16"), (False, "float32")])
+def test_a_job_fingerprint_records_what_auto_dtype_gives_on_this_cpu(monkeypatch, native_bf16, dtype):
+    # A rerank-run resumed on a CPU where "auto" gives another dtype must not mix the two.
+    from core_rerank import cpu_features
+
+    monkeypatch.setattr(cpu_features, "has_native_bf16", lambda: native_bf16)
+    assert RerankerSettings(device="cpu").fingerprint()["dtype"] == dtype
+    assert RerankerSettings(device="cpu", dtype="float16").fingerprint()["dtype"] == "float16"
 
 
 def test_unknown_setting_names_are_refused():
@@ -74,21 +84,22 @@ def test_adapters_build_what_they_are_told(smollm2_dir, settings, expected):
 # ---------------------------------------------------------------------- rerank-run and eval
 @pytest.fixture(scope="module")
 def one_prompt_scores(smollm2_dir):
-    """``{qid: {doc_id: score}}`` from ``CoReReranker(window_tokens=None, max_doc_words=None)``,
-    and the preset's windowed scores of the same documents (which must differ)."""
+    """``{qid: {doc_id: score}}`` from ``CoReReranker(window_tokens=None, max_doc_words=None)``
+    (checked to differ from the preset's windowed scores, so the test can tell them apart)."""
     from core_rerank.rerank_job import plan_job
 
     plan = plan_job(SLICE, depth=DEPTH)
     base = RerankerSettings(device="cpu", dtype="float32", max_doc_words=None, threads=1)
     one_prompt, windowed = base.replace(window_tokens=None).load(), base.load()
     assert windowed.window_tokens == 600 and one_prompt.window_tokens is None
-    scores, windowed_scores = {}, {}
-    for item in plan.items:
-        scores[item["query_id"]] = dict(zip(item["doc_ids"], one_prompt.score(item["query"], item["documents"])))
-        windowed_scores[item["query_id"]] = dict(zip(item["doc_ids"], windowed.score(item["query"], item["documents"])))
-    assert any(abs(scores[q][d] - windowed_scores[q][d]) > 1e-3 for q in scores for d in scores[q]), (
-        "the slice is too short to tell one prompt from windows"
-    )
+    scores = {
+        item["query_id"]: dict(zip(item["doc_ids"], one_prompt.score(item["query"], item["documents"])))
+        for item in plan.items
+    }
+    first = plan.items[0]
+    assert len(windowed.windows(first["query"], first["documents"])) > 1, "the slice fits one window"
+    in_windows = windowed.score(first["query"], first["documents"])
+    assert max(abs(a - scores[first["query_id"]][d]) for a, d in zip(in_windows, first["doc_ids"])) > 1e-3
     return scores
 
 
