@@ -30,7 +30,7 @@ def given_reranker() -> Any:
 def handing_over(reranker: Any, settings: Mapping[str, Any], owner: str) -> Iterator[dict[str, Any]]:
     """Inside ``from_reranker``: check the arguments, yield the loading settings that describe
     ``reranker`` and make it the constructor's ``given_reranker()`` meanwhile. ``owner`` names
-    the adapter in error messages ("postprocessor", "compressor")."""
+    the adapter in error messages ("postprocessor", "compressor", "ranker", "transformer")."""
     if not callable(getattr(reranker, "rerank", None)):
         raise InputError("reranker must be a core_rerank.CoReReranker (with .rerank(query, documents))")
     loading = sorted(set(settings) & set(LOADING_SETTINGS))
@@ -44,6 +44,19 @@ def handing_over(reranker: Any, settings: Mapping[str, Any], owner: str) -> Iter
         yield {name: getattr(RerankerSettings.of(reranker), name) for name in LOADING_SETTINGS}
     finally:
         _GIVEN_RERANKER.reset(token)
+
+
+def assign_loading_settings(adapter: Any, given: Mapping[str, Any], owner: str) -> None:
+    """For adapters that are plain classes (Haystack, PyTerrier): set every loading setting as
+    an attribute, from ``given`` where it is there, else ``RerankerSettings``' default (the
+    ``from_pretrained`` default), so a setting added to the core later reaches them too. An
+    unknown name is a ``TypeError`` naming it (``owner``: the class, for the message)."""
+    unknown = sorted(set(given) - set(LOADING_SETTINGS))
+    if unknown:
+        raise TypeError(f"{owner}() got unexpected keyword argument(s): {', '.join(unknown)}")
+    defaults = RerankerSettings()
+    for name in LOADING_SETTINGS:
+        setattr(adapter, name, given[name] if name in given else getattr(defaults, name))
 
 
 def load_reranker(adapter: Any) -> Any:
