@@ -21,3 +21,15 @@ def shared_reranker(make_reranker):
 def expected_order(shared_reranker):
     """Reference ranking of DOCS for QUERY, straight from the core reranker."""
     return [r.index for r in shared_reranker.rerank(QUERY, DOCS)]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread while a module runs: on a busy 2-core machine two OpenMP threads spin
+    against other processes and a forward pass gets several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

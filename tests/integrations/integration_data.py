@@ -37,3 +37,16 @@ class CountingReranker:
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
+
+
+def with_max_doc_words(reranker, words: int):
+    """The same loaded model and heads as ``reranker`` (no second load), documents cut to ``words``."""
+    from core_rerank import CoReReranker
+
+    return CoReReranker(
+        model=reranker.model,
+        tokenizer=reranker.tokenizer,
+        heads=reranker.heads,
+        max_doc_words=words,
+        model_id=reranker.model_id,
+    )

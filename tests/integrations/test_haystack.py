@@ -20,11 +20,11 @@ from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.core.errors import DeserializationError
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack_integrations.components.rankers.core_rerank import CoReRanker
-from integration_data import DOCS, QUERY, CountingReranker
+from integration_data import DOCS, QUERY, CountingReranker, with_max_doc_words
 
 from core_rerank import CoReReranker, HeadConfig, adapters
 
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.usefixtures("one_torch_thread")]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 BM25_TOP_K = 5
@@ -37,28 +37,10 @@ def documents(texts=DOCS):
     ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread while this module runs: on a busy 2-core machine two OpenMP threads
-    spin against other processes and a forward pass gets several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def short_reranker(shared_reranker):
     """The session's loaded model (no second load) with passages cut to SHORT_WORDS words."""
-    return CoReReranker(
-        model=shared_reranker.model,
-        tokenizer=shared_reranker.tokenizer,
-        heads=shared_reranker.heads,
-        max_doc_words=SHORT_WORDS,
-        model_id=shared_reranker.model_id,
-    )
+    return with_max_doc_words(shared_reranker, SHORT_WORDS)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,14 @@ pytest.importorskip("pyterrier")
 
 import pandas as pd
 import pyterrier as pt
-from integration_data import DOCS, QUERY
+from integration_data import DOCS, QUERY, with_max_doc_words
 
 from core_rerank import CoReReranker, adapters
 from core_rerank.datasets import load_eval_data
 from core_rerank.evaluation import EvalSettings, passes, run_evaluation
 from pyterrier_core_rerank import CoReReRanker
 
-pytestmark = pytest.mark.real_model
+pytestmark = [pytest.mark.real_model, pytest.mark.usefixtures("one_torch_thread")]
 
 SLICE = Path(__file__).resolve().parents[1] / "data" / "scifact_slice"
 QUERIES = 3  # the slice's first three judged queries
@@ -46,28 +46,10 @@ class SliceText:
         return pt.apply.generic(add_text)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread while this module runs: on a busy 2-core machine two OpenMP threads
-    spin against other processes and a forward pass gets several times slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def short_reranker(shared_reranker):
     """The session's loaded model (no second load), CoRe heads, abstracts cut to WORDS words."""
-    return CoReReranker(
-        model=shared_reranker.model,
-        tokenizer=shared_reranker.tokenizer,
-        heads=shared_reranker.heads,
-        max_doc_words=WORDS,
-        model_id=shared_reranker.model_id,
-    )
+    return with_max_doc_words(shared_reranker, WORDS)
 
 
 @pytest.fixture(scope="module")
