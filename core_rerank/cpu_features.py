@@ -1,10 +1,11 @@
 """Does this CPU multiply bfloat16 matrices natively? (What ``dtype="auto"`` asks on a CPU.)
 
-x86 CPUs with AVX512-BF16 (Intel Cooper Lake and later, AMD Zen 4 and later) or AMX-BF16
-(Intel Sapphire Rapids and later) run torch's bfloat16 matrix kernels (oneDNN) in hardware;
-elsewhere bfloat16 is emulated and slower than float32. The check asks, in this order:
+x86 CPUs with AVX512-BF16 (Intel Cooper Lake, Sapphire Rapids and later Xeons; AMD Zen 4 and
+later) or AMX-BF16 (Intel Sapphire Rapids and later) run torch's bfloat16 matrix kernels
+(oneDNN) in hardware; elsewhere bfloat16 is emulated (its speed was not measured here). The
+check asks, in this order:
 
-1. ``torch.cpu.get_capabilities()`` (public since torch 2.8): the ``avx512_bf16`` and
+1. ``torch.cpu.get_capabilities()`` (public in recent torch; 2.13 here): the ``avx512_bf16`` and
    ``amx_bf16`` entries;
 2. torch's older private probes ``torch.cpu._is_avx512_bf16_supported`` /
    ``_is_amx_tile_supported``, where they exist;

@@ -53,6 +53,9 @@ class ScoringSettings(BaseModel):
     # Document tokens per prompt window (core_rerank.windows). None: every candidate in one
     # prompt while the list fits max_length (the paper's setting).
     window_tokens: int | None = Field(default=None, ge=MIN_WINDOW_TOKENS)
+    # Order of the documents inside each window (core_rerank.windows): "first_stage" (strongest
+    # first, farthest from the query: the paper's order), "reversed", "both" or "ends".
+    document_order: Literal["first_stage", "reversed", "both", "ends"] = "first_stage"
 
 
 class Provenance(BaseModel):

@@ -15,7 +15,7 @@ from .prompt import PreparedPrompt, PromptBuilder, check_documents, check_query,
 from .rerank_result import RerankResult
 from .scoring import relevance_scores, sum_heads
 from .utils import DEFAULT_MAX_DOC_WORDS, text_config
-from .windows import WindowPlan, check_window_tokens, plan_prompt_windows
+from .windows import WindowPlan, check_document_order, check_window_tokens, plan_prompt_windows, score_plan
 
 __all__ = ["DEFAULT_MAX_DOC_WORDS", "METHODS", "CoReReranker", "RerankResult", "resolve_heads"]
 
@@ -40,7 +40,9 @@ class CoReReranker:
     ``window_tokens``: document tokens per prompt window (see ``core_rerank.windows``);
     ``"auto"`` takes the heads' ``scoring.window_tokens`` (the shipped small-model presets set
     one, measured on training data); ``None`` puts every candidate in one prompt while the list
-    fits ``max_length`` (the paper's setting). The attribute may be changed between calls.
+    fits ``max_length`` (the paper's setting). ``document_order``: the order inside each window,
+    ``"auto"`` (the heads' setting), ``"first_stage"`` (the paper's), ``"reversed"``, ``"both"``
+    or ``"ends"`` (see ``core_rerank.windows``). Both attributes may be changed between calls.
     ``lock`` is the re-entrant lock held for every forward pass: hold it to run something else
     on the shared model (e.g. generation) without interleaving with reranking.
     """
@@ -55,6 +57,7 @@ class CoReReranker:
         max_length: int | None = None,
         model_id: str | None = None,
         window_tokens: "int | str | None" = "auto",
+        document_order: str = "auto",
     ):
         from . import capture
 
@@ -79,6 +82,8 @@ class CoReReranker:
         self.window_tokens = check_window_tokens(
             self.heads.scoring.window_tokens if window_tokens == "auto" else window_tokens
         )
+        order = self.heads.scoring.document_order if document_order == "auto" else document_order
+        self.document_order = check_document_order(order)
         self.builder = PromptBuilder(tokenizer, null_query=self.heads.scoring.null_query)
         capture.install(model)
         self._decoder = model.base_model
@@ -86,8 +91,8 @@ class CoReReranker:
             "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
         )
         self.lock = threading.RLock()
-        # Tokens of the prompts the last score()/rerank() ran: {"prompts", "prompt_tokens",
-        # "total_tokens"} (total adds the N/A twins' query parts). Read it under ``lock``.
+        # Tokens of every prompt the last score()/rerank() ran (both orders' with "both"): {"prompts",
+        # "prompt_tokens", "total_tokens"} (total adds the N/A twins' query parts). Read it under ``lock``.
         self.last_usage: dict[str, int] = {}
 
     # ------------------------------------------------------------------ construction
@@ -104,6 +109,7 @@ class CoReReranker:
         max_doc_words: int | None = DEFAULT_MAX_DOC_WORDS,
         max_length: int | None = None,
         window_tokens: "int | str | None" = "auto",
+        document_order: str = "auto",
         revision: str | None = None,
         cache_dir: str | None = None,
         local_files_only: bool = False,
@@ -122,6 +128,7 @@ class CoReReranker:
         selected layer + 1; every layer for ICR); ``"all"`` builds every layer (needed to also
         generate text with the model); an int builds that many. ``window_tokens``: document
         tokens per prompt window, ``"auto"`` (the heads' setting) or ``None`` (one prompt).
+        ``document_order``: the order inside each window, ``"auto"`` (the heads' setting).
         """
         from . import loading
 
@@ -153,6 +160,7 @@ class CoReReranker:
             max_length=max_length,
             model_id=source.model_ids[0],
             window_tokens=window_tokens,
+            document_order=document_order,
         )
 
     @property
@@ -162,8 +170,8 @@ class CoReReranker:
     def settings(self) -> dict[str, Any]:
         """The ``from_pretrained`` arguments that describe this reranker: ``model`` (its model
         id), ``heads`` (the ``HeadConfig``), ``method``, ``device``, ``dtype``,
-        ``num_layers_to_keep`` (the decoder layers built), ``max_doc_words``, ``max_length`` and
-        ``window_tokens``."""
+        ``num_layers_to_keep`` (the decoder layers built), ``max_doc_words``, ``max_length``,
+        ``window_tokens`` and ``document_order``."""
         dtype = getattr(self.model, "dtype", None)
         return {
             "model": self.model_id,
@@ -175,6 +183,7 @@ class CoReReranker:
             "max_doc_words": self.max_doc_words,
             "max_length": self.max_length,
             "window_tokens": self.window_tokens,
+            "document_order": self.document_order,
         }
 
     # ------------------------------------------------------------------ prompts
@@ -243,19 +252,18 @@ class CoReReranker:
 
     def _score(self, query: str, documents: Sequence[Any], subsets: Mapping[Any, Any]) -> dict[Any, list[float]]:
         query = check_query(query)
-        scores = {name: [float("-inf")] * len(documents) for name in subsets}
         plan = self._plan(query, documents)
         usage = {"prompts": 0, "prompt_tokens": 0, "total_tokens": 0}
+
+        def score_prompt(slots: list[int]) -> dict[Any, list[float]]:
+            prepared = self.builder.prepare(query, [plan.slots[i] for i in slots])
+            usage["prompts"] += 1
+            usage["prompt_tokens"] += len(prepared)
+            usage["total_tokens"] += len(prepared) + self._null_tokens(prepared)
+            return self._score_prepared(prepared, subsets)
+
         with self.lock:
-            for window in plan.windows:
-                prepared = self.builder.prepare(query, [plan.slots[i] for i in window])
-                for name, values in self._score_prepared(prepared, subsets).items():
-                    for slot, value in zip(window, values):
-                        for index in plan.indices[slot]:
-                            scores[name][index] = value
-                usage["prompts"] += 1
-                usage["prompt_tokens"] += len(prepared)
-                usage["total_tokens"] += len(prepared) + self._null_tokens(prepared)
+            scores = score_plan(plan, len(documents), list(subsets), self.document_order, score_prompt)
             self.last_usage = usage
         return scores
 

@@ -9,19 +9,39 @@ prompt. To keep scores comparable across windows, the windows are made alike: ab
 number of document tokens each (so attention is spread over the same amount of text), and
 filled by dealing documents in first-stage order to the emptiest window (so every window gets
 a similar mix of strong and weak candidates, not rank 1-20 in one and 81-100 in another).
-Inside a window, documents keep their first-stage order. Raw scores from different windows
-are compared as they are (standardising them per window measured worse for CoRe-R and no
-better for QR-R, docs/results.md "Prompt windows").
+Inside a window, documents keep their first-stage order unless ``document_order`` says
+otherwise (below). Raw scores from different windows are compared as they are (standardising
+them per window measured worse for CoRe-R and no better for QR-R, docs/results.md "Prompt
+windows").
 
 The deal is also why windows help a first-stage-ordered list: every window gets one of the
 strongest first-stage candidates, which carries some of the first stage's order into the
 result. A list in no particular order does not get that.
+
+**Order inside a window** (``document_order``, the heads' ``scoring.document_order``). The
+documents come before the query in the prompt, and the heads pay more attention to documents
+near the query, so where a document sits moves its score (docs/results.md "Prompt order"):
+
+- ``"first_stage"``: the first stage's order, strongest first (farthest from the query); the
+  paper's order and what every release before this setting ran;
+- ``"reversed"``: strongest last (nearest the query);
+- ``"ends"``: the strongest nearest the query, the second first, the weakest in the middle;
+- ``"both"``: each window scored in first-stage and in reversed order, and a document's score
+  is the **mean** of its two raw scores (permutation self-consistency). The mean ranks exactly
+  as the sum does, and keeps a score on the same scale as one order's, so raw scores, score
+  thresholds and the min-max ``relevance_score`` read the same as with one order. It runs
+  twice the prompts.
+
+The order is applied inside each window after the round-robin deal (which documents share a
+window is the same under every order). The presets keep ``"first_stage"`` (in SmolLM2's
+windows it measured best, though in one prompt ``"reversed"`` and ``"both"`` did much better),
+except Gemma 3 270M's QR heads, which take ``"ends"`` (docs/results.md "Prompt order").
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +51,63 @@ MIN_WINDOW_TOKENS = 32
 
 # Tokens a document costs beyond its own text: "[document 123] " and the blank line after it.
 MARKER_TOKENS = 8
+
+DOCUMENT_ORDERS: tuple[str, ...] = ("first_stage", "reversed", "both", "ends")
+
+
+def check_document_order(value: Any) -> str:
+    """``value`` if it is one of ``DOCUMENT_ORDERS``."""
+    if value not in DOCUMENT_ORDERS:
+        raise InputError(f"document_order must be 'auto' or one of {', '.join(DOCUMENT_ORDERS)}, got {value!r}")
+    return str(value)
+
+
+def parse_document_order(text: str) -> str:
+    """``--document-order``: ``"auto"`` or one of ``DOCUMENT_ORDERS`` (``-`` may stand for ``_``)."""
+    text = text.strip().lower().replace("-", "_")
+    return text if text == "auto" else check_document_order(text)
+
+
+def window_orders(window: Sequence[int], document_order: str) -> list[list[int]]:
+    """The prompt orders a window is scored in; ``window`` lists its slots in first-stage order."""
+    window = list(window)
+    if document_order == "first_stage":
+        return [window]
+    if document_order == "reversed":
+        return [window[::-1]]
+    if document_order == "both":
+        return [window, window[::-1]]
+    if document_order == "ends":  # ranks 2, 4, 6, ... from the start, then ..., 5, 3, 1 to the query
+        return [window[1::2] + window[0::2][::-1]]
+    raise InputError(f"unknown document_order {document_order!r}")
+
+
+def score_plan(
+    plan: "WindowPlan",
+    num_documents: int,
+    names: Sequence[Any],
+    document_order: str,
+    score_prompt: Callable[[list[int]], Mapping[Any, Sequence[float]]],
+) -> dict[Any, list[float]]:
+    """Scores per input index (``-inf`` for a document in no window) for each of ``names``.
+
+    ``score_prompt(slots)`` scores one prompt holding ``slots`` in that order and returns
+    ``{name: one value per slot}``. Each window is scored in each of its ``window_orders`` and
+    a slot's score is the mean over them (with one order, its value as it is).
+    """
+    scores = {name: [float("-inf")] * num_documents for name in names}
+    for window in plan.windows:
+        orders = window_orders(window, document_order)
+        totals: dict[Any, dict[int, float]] = {name: {} for name in names}
+        for order in orders:
+            for name, values in score_prompt(order).items():
+                for slot, value in zip(order, values):
+                    totals[name][slot] = totals[name].get(slot, 0.0) + value
+        for name, by_slot in totals.items():
+            for slot, total in by_slot.items():
+                for index in plan.indices[slot]:
+                    scores[name][index] = total / len(orders) if len(orders) > 1 else total
+    return scores
 
 
 def plan_windows(doc_tokens: Sequence[int], capacity: int) -> list[list[int]]:

@@ -329,6 +329,84 @@ def window_study_table(model: str, index: int) -> list[list[Cell]]:
     return [list(row) for row in window_study_tables(model)[index]]
 
 
+@cache
+def order_study_tables(model: str, sets: str) -> tuple[list[list[str]], ...]:
+    """The tables ``scripts/order_study.py --report --sets SETS`` prints from
+    ``results/order_study/<model>/`` (nothing is recomputed), headers included."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import order_study
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        order_study.main(["--model", model, "--sets", sets, "--report"])
+    return tuple(rows for _, rows in _tables(printed.getvalue().splitlines()))
+
+
+def order_study_table(model: str, sets: str, index: int) -> list[list[Cell]]:
+    """Table ``index`` of the order study's report on ``sets`` (0: CoRe-R, 1: QR-R)."""
+    return [list(row) for row in order_study_tables(model, sets)[index]]
+
+
+@cache
+def dtype_study_tables(model: str, out_dir: str = "results/dtype_study") -> tuple[list[list[str]], ...]:
+    """The tables ``scripts/dtype_study.py --report`` prints from ``<out_dir>/<model>/`` (nothing
+    is recomputed), headers included: one per method (CoRe-R, QR-R, ICR, those it has)."""
+    import contextlib
+    import io
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import dtype_study
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        dtype_study.main(["--model", model, "--out-dir", str(ROOT / out_dir), "--report"])
+    return tuple(rows for _, rows in _tables(printed.getvalue().splitlines()))
+
+
+# The "bfloat16 on CPU" tables: (line before the table, model, results folder, table index)
+DTYPE_STUDY = [
+    (
+        "SmolLM2-135M-Instruct, CoRe-R (`results/dtype_study/smollm2-135m-instruct/`)",
+        "smollm2-135m-instruct",
+        "results/dtype_study",
+        0,
+    ),
+    (
+        "SmolLM2-135M-Instruct, QR-R (`results/dtype_study/smollm2-135m-instruct/`)",
+        "smollm2-135m-instruct",
+        "results/dtype_study",
+        1,
+    ),
+    (
+        "SmolLM2-135M-Instruct, ICR (`results/dtype_study/smollm2-135m-instruct/`)",
+        "smollm2-135m-instruct",
+        "results/dtype_study",
+        2,
+    ),
+    (
+        "Gemma 3 270M, CoRe-R (`results/dtype_study/gemma3-270m/`)",
+        "gemma3-270m",
+        "results/dtype_study",
+        0,
+    ),
+    (
+        "Gemma 3 270M, QR-R (`results/dtype_study/gemma3-270m/`)",
+        "gemma3-270m",
+        "results/dtype_study",
+        1,
+    ),
+    (
+        "SmolLM2-135M-Instruct, CoRe-R, int8 on the MLPs only (`results/dtype_study/int8-mlp/smollm2-135m-instruct/`)",
+        "smollm2-135m-instruct",
+        "results/dtype_study/int8-mlp",
+        0,
+    ),
+]
+
+
 # (where the table is: headings/lines searched in order, first table after the last; its rows,
 #  without the separator line; with_header: the first row is the table's header)
 TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
@@ -472,6 +550,46 @@ TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
         lambda: window_study_table("gemma3-270m", 1),
         True,
     ),
+    (
+        ["## Prompt order", "SmolLM2-135M-Instruct, CoRe-R, training sets"],
+        lambda: order_study_table("smollm2-135m-instruct", "scifact-train,nq", 0),
+        True,
+    ),
+    (
+        ["## Prompt order", "SmolLM2-135M-Instruct, QR-R, training sets"],
+        lambda: order_study_table("smollm2-135m-instruct", "scifact-train,nq", 1),
+        True,
+    ),
+    (
+        ["## Prompt order", "Gemma 3 270M, CoRe-R, training sets"],
+        lambda: order_study_table("gemma3-270m", "scifact-train,nq", 0),
+        True,
+    ),
+    (
+        ["## Prompt order", "Gemma 3 270M, QR-R, training sets"],
+        lambda: order_study_table("gemma3-270m", "scifact-train,nq", 1),
+        True,
+    ),
+    (
+        ["## Prompt order", "SmolLM2-135M-Instruct, CoRe-R, TREC DL19 and SciFact test"],
+        lambda: order_study_table("smollm2-135m-instruct", "dl19,scifact-test", 0),
+        True,
+    ),
+    (
+        ["## Prompt order", "SmolLM2-135M-Instruct, QR-R, TREC DL19 and SciFact test"],
+        lambda: order_study_table("smollm2-135m-instruct", "dl19,scifact-test", 1),
+        True,
+    ),
+    *(
+        (
+            ["## bfloat16 on CPU", line],
+            lambda model=model, out_dir=out_dir, index=index: [
+                list(row) for row in dtype_study_tables(model, out_dir)[index]
+            ],
+            True,
+        )
+        for line, model, out_dir, index in DTYPE_STUDY
+    ),
 ]
 
 
@@ -526,9 +644,9 @@ def prose() -> list[Cell]:
     ]
 
 
-# Sections whose tables are benchmark figures printed by a script (each with its command), not
-# evaluation results: nothing in results/*.json to re-print them from.
-BENCHMARK_SECTIONS = ("## Serving", "## Reranking a run on Ray")
+# Sections whose tables are figures printed by a command (benchmarks, the PyTerrier example; each
+# with its command), not evaluation results: nothing in results/*.json to re-print them from.
+BENCHMARK_SECTIONS = ("## Serving", "## Reranking a run on Ray", "## PyTerrier experiment")
 
 
 # ---------------------------------------------------------------------- comparing

@@ -143,7 +143,8 @@ def union_reranker(model: str, max_doc_words: int) -> tuple[CoReReranker, dict[s
         raise SystemExit("the CoRe and QR presets have different scoring settings; one pass cannot serve both")
     heads = sorted({tuple(h) for h in [*core.heads, *qr.heads]})
     union = HeadConfig(method="core", name="core+qr", heads=heads, scoring=core.scoring)
-    reranker = CoReReranker.from_pretrained(model, heads=union, max_doc_words=max_doc_words)
+    # float32, as the shipped window sizes were chosen (dtype="auto" is bfloat16 on some CPUs now)
+    reranker = CoReReranker.from_pretrained(model, heads=union, max_doc_words=max_doc_words, dtype="float32")
     return reranker, {"core": [tuple(h) for h in core.heads], "qr": [tuple(h) for h in qr.heads]}
 
 

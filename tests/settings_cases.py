@@ -1,9 +1,9 @@
 """The two reranker settings the every-path tests send, and what the built reranker must report.
 
 - ``NONE_SETTINGS``: one prompt (the preset has 600-token windows), no word cut, the layers the
-  heads need, the model's own budget, the preset's method and heads, float32;
+  heads need, the model's own budget, the preset's method, heads and document order, float32;
 - ``SET_SETTINGS``: 123-token windows, 17 words, 27 layers, a 3,000-token budget, QR-R with the
-  QR preset, bfloat16.
+  QR preset, documents in reversed order, bfloat16.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ NONE_BUILT = dict(
     method="core",
     heads="smollm2-135m-instruct",
     dtype="float32",
+    document_order="first_stage",  # the preset's ("auto")
 )
 SET_SETTINGS = dict(
     window_tokens=123,
@@ -28,6 +29,7 @@ SET_SETTINGS = dict(
     method="qr",
     heads="smollm2-135m-instruct-qr",
     dtype="bfloat16",
+    document_order="reversed",
 )
 SET_BUILT = {**SET_SETTINGS}
 

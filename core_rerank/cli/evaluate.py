@@ -50,6 +50,13 @@ def register(commands: Any) -> None:
         help="window sweep: document tokens per prompt window for every method, e.g. 300,600,1000,none "
         "('none' = one prompt); with --one-pass one model scores every size per query",
     )
+    p.add_argument(
+        "--sweep-order",
+        metavar="ORDERS",
+        help="order sweep: the order of the documents inside each window for every method, e.g. "
+        "first_stage,reversed,both (entries <method>@order=<order>); with first_stage and reversed, the "
+        "reversed entry records the order sensitivity (mean Kendall tau between the two rankings)",
+    )
     p.add_argument("--prune", help="pruning sweep: fractions of final layers dropped, e.g. 0,0.3,0.5,0.7")
     p.add_argument(
         "--one-pass",
@@ -89,6 +96,7 @@ def run_eval(args: argparse.Namespace) -> int:
         format_table,
         parse_prune,
         parse_sweep_num_heads,
+        parse_sweep_order,
         parse_sweep_window,
         plot_results,
         run_evaluation,
@@ -113,6 +121,8 @@ def run_eval(args: argparse.Namespace) -> int:
         prune=tuple(parse_prune(args.prune)),
         sweep_window=tuple(parse_sweep_window(args.sweep_window)),
         window_tokens=args.window_tokens,
+        sweep_order=tuple(parse_sweep_order(args.sweep_order)),
+        document_order=args.document_order,
         max_queries=args.max_queries,
         device=args.device,
         dtype=args.dtype,
@@ -137,6 +147,12 @@ def run_eval(args: argparse.Namespace) -> int:
         note = (entry.get("note") or "").replace(ONE_PASS_NOTE, "").strip()  # the table has a footnote
         if note and entry.get("group") != "main":
             print(f"  {label}: {note}")
+        if entry.get("order_sensitivity"):
+            found = entry["order_sensitivity"]
+            print(
+                f"  {label}: order sensitivity, mean Kendall tau vs {found['first_stage_entry']} "
+                f"over {found['queries']} queries: {found['mean_kendall_tau']:.3f}"
+            )
     if args.out:
         print(f"results: {args.out}")
     if args.plot:

@@ -52,7 +52,7 @@ def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_window_argument(parser: argparse.ArgumentParser) -> None:
-    """``--window-tokens``: document tokens per prompt window."""
+    """``--window-tokens``: document tokens per prompt window; ``--document-order``: their order in it."""
     parser.add_argument(
         "--window-tokens",
         type=_window_tokens,
@@ -60,6 +60,23 @@ def add_window_argument(parser: argparse.ArgumentParser) -> None:
         help="document tokens per prompt window: a number, 'none' (every candidate in one prompt) or "
         "'auto' (default: the heads' setting; the small offline models' presets use windows)",
     )
+    parser.add_argument(
+        "--document-order",
+        type=_document_order,
+        default="auto",
+        help="order of the documents inside each prompt window: first_stage (strongest first, farthest "
+        "from the query), reversed (strongest nearest the query), both (each window in both orders, "
+        "scores averaged: twice the prompts), ends, or auto (default: the heads' setting)",
+    )
+
+
+def _document_order(text: str) -> str:
+    from ..windows import parse_document_order
+
+    try:
+        return parse_document_order(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _window_tokens(text: str) -> "int | str | None":
@@ -109,6 +126,7 @@ def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
         max_doc_words=args.max_doc_words,
         max_length=args.max_length,
         window_tokens=args.window_tokens,
+        document_order=args.document_order,
         threads=getattr(args, "threads", None),
     )
 

@@ -38,6 +38,7 @@ from .plan import (
     load_score_table,
     parse_prune,
     parse_sweep_num_heads,
+    parse_sweep_order,
     parse_sweep_window,
     plan_entries,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "load_score_table",
     "parse_prune",
     "parse_sweep_num_heads",
+    "parse_sweep_order",
     "parse_sweep_window",
     "plan_entries",
     "plot_results",

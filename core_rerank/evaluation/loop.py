@@ -51,19 +51,21 @@ def score_queries_by_subsets(
     data: EvalData,
     qids: Iterable[str],
     depth: int | None,
-    subsets_by_window: Mapping[int | None, Mapping[str, Any]],
+    subsets_by_window: Mapping[tuple[int | None, str], Mapping[str, Any]],
     desc: str = "one pass",
     progress: bool = False,
 ) -> Iterator[tuple[str, dict[str, list[float]], dict[str, float]]]:
-    """``(qid, {label: scores}, {label: seconds})`` per query: for each window size, one forward
-    pass (per window), each label scored by its own head subset
-    (``CoReReranker.score_head_subsets``); a label's seconds are its window size's pass.
-    Sets ``reranker.window_tokens`` to each size in turn. Queries must have candidates."""
+    """``(qid, {label: scores}, {label: seconds})`` per query: for each (window size, document
+    order), one forward pass (per prompt), each label scored by its own head subset
+    (``CoReReranker.score_head_subsets``); a label's seconds are its size and order's pass.
+    Sets ``reranker.window_tokens`` and ``reranker.document_order`` to each in turn. Queries
+    must have candidates."""
     for qid in progress_iter(qids, desc, unit="q", enabled=progress):
         documents = candidate_documents(data, data.candidates(qid, depth))
         scores, seconds = {}, {}
-        for window_tokens, subsets in subsets_by_window.items():
+        for (window_tokens, document_order), subsets in subsets_by_window.items():
             reranker.window_tokens = window_tokens
+            reranker.document_order = document_order
             start = time.perf_counter()
             scores.update(reranker.score_head_subsets(data.queries[qid], documents, subsets))
             seconds.update(dict.fromkeys(subsets, time.perf_counter() - start))

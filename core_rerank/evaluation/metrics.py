@@ -146,3 +146,29 @@ def _finite(value: float) -> float:
     if value is None or math.isnan(value):
         return -math.inf
     return value
+
+
+def kendall_tau(first: Sequence[float], second: Sequence[float]) -> float:
+    """Kendall's tau-b between two score lists of the same documents (1: same ranking, -1:
+    reversed). Used as the order sensitivity: the tau between the scores a reranker gives a
+    list in first-stage order and in reversed order. ``nan`` when either list is all ties."""
+    if len(first) != len(second):
+        raise InputError("the two score lists differ in length")
+    a = [_finite(v) for v in first]
+    b = [_finite(v) for v in second]
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            da, db = (a[i] > a[j]) - (a[i] < a[j]), (b[i] > b[j]) - (b[i] < b[j])
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif da == db:
+                concordant += 1
+            else:
+                discordant += 1
+    denominator = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
+    return (concordant - discordant) / denominator if denominator else math.nan

@@ -86,12 +86,13 @@ def score_in_one_pass(
     each entry's scores come from its own head subset (``CoReReranker.score_head_subsets``),
     equal to scoring it alone up to float rounding. Pruned entries need no own model: layers
     never depend on later ones. Entries with different window sizes (``--sweep-window``) get
-    one pass per size, on the same model. Time and memory are the shared pass's (of the
-    entry's window size), recorded on each entry.
+    one pass per size, on the same model, and likewise each order (``--sweep-order``). Time and
+    memory are the shared pass's (of the entry's window size and order), recorded on each entry.
     """
-    scorings = {  # the window size is not a scoring difference here: each size gets its own pass
+    plain = {"window_tokens": None, "document_order": "first_stage"}
+    scorings = {  # window size and order are not scoring differences here: each gets its own pass
         spec.label: (spec.heads.scoring if spec.heads is not None else HeadConfig(method="icr").scoring).model_copy(
-            update={"window_tokens": None}
+            update=plain
         )
         for spec in specs
     }
@@ -107,9 +108,9 @@ def score_in_one_pass(
     else:
         heads = sorted({tuple(h) for spec in specs for h in spec.heads.heads})  # type: ignore[union-attr]
         union = HeadConfig(method="core", name="one-pass-union", heads=heads, scoring=first)
-    subsets_by_window: dict[int | None, dict[str, Any]] = {}
+    subsets_by_window: dict[tuple[int | None, str], dict[str, Any]] = {}
     for spec in specs:
-        subsets_by_window.setdefault(spec.window_tokens, {})[spec.label] = (
+        subsets_by_window.setdefault((spec.window_tokens, spec.document_order), {})[spec.label] = (
             [tuple(h) for h in spec.heads.heads] if spec.heads is not None else None
         )
     todo = [q for q in qids if candidates[q] and any(q not in e["per_query"] for e in entries.values())]

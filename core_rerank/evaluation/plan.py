@@ -8,10 +8,13 @@ and a number of layers built. Besides the main methods, a run can plan
 - a **pruning sweep** (``--prune``): a fraction of the final layers dropped, and the heads
   re-selected inside the kept layers from the score table (pruning-aware selection);
 - a **window sweep** (``--sweep-window``): each method with prompt windows of N document
-  tokens (``None``: one prompt), see ``core_rerank.windows``.
+  tokens (``None``: one prompt), see ``core_rerank.windows``;
+- an **order sweep** (``--sweep-order``): each method with the documents of each window in
+  another prompt order (``first_stage``, ``reversed``, ``both``, ``ends``).
 
 Every entry carries the window size it is scored with (``window_tokens``): the sweep's level,
-else the run's ``--window-tokens``, else its heads' ``scoring.window_tokens`` (one prompt for ICR).
+else the run's ``--window-tokens``, else its heads' ``scoring.window_tokens`` (one prompt for ICR);
+and likewise its ``document_order`` (``first_stage`` for ICR).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from typing import Any
 
 from ..errors import InputError
 from ..head_config import HeadConfig, is_score_table
-from ..windows import parse_window_tokens
-from .results_file import SWEEP_GROUP, WINDOW_GROUP, sweep_label, window_label
+from ..windows import parse_document_order, parse_window_tokens
+from .results_file import ORDER_GROUP, SWEEP_GROUP, WINDOW_GROUP, order_label, sweep_label, window_label
 
 METHOD_NAMES = {"first-stage": "first stage", "icr": "ICR", "qr": "QR-R", "core": "CoRe-R"}
 ALL_METHODS = ("first-stage", "icr", "qr", "core")
@@ -42,17 +45,19 @@ class EntrySpec:
 
     label: str
     method: str  # first-stage | icr | qr | core
-    group: str = "main"  # main | sweep-num-heads | prune | sweep-window
-    param: Any = None  # the number of heads, the pruning fraction or the window size
+    group: str = "main"  # main | sweep-num-heads | prune | sweep-window | sweep-order
+    param: Any = None  # the number of heads, the pruning fraction, the window size or the order
     heads: HeadConfig | None = None  # None for the first stage and ICR
     num_layers_to_keep: int | str | None = None
     note: str | None = None
     same_as: str | None = None  # reuse another entry's results (identical config)
     window_tokens: int | None = None  # document tokens per prompt window (None: one prompt)
+    document_order: str = "first_stage"  # the order inside each window (core_rerank.windows)
 
     def fingerprint(self) -> dict[str, Any]:
         """What must match for a stored entry to be resumed (format version 2 encoding; the
-        window size only when there is one, so one-prompt entries of older files still match)."""
+        window size only when there is one and the order only when not first-stage, so entries
+        of older files still match)."""
         fingerprint: dict[str, Any] = {
             "method": self.method,
             "heads": [list(h) for h in self.heads.heads] if self.heads is not None else None,
@@ -60,6 +65,8 @@ class EntrySpec:
         }
         if self.window_tokens is not None:
             fingerprint["window_tokens"] = self.window_tokens
+        if self.document_order != "first_stage":
+            fingerprint["document_order"] = self.document_order
         return fingerprint
 
 
@@ -69,6 +76,28 @@ def entry_window_tokens(heads: HeadConfig | None, window_tokens: int | str | Non
     if window_tokens != "auto":
         return window_tokens  # type: ignore[return-value]
     return heads.scoring.window_tokens if heads is not None else None
+
+
+def entry_document_order(heads: HeadConfig | None, document_order: str) -> str:
+    """An entry's order inside each window: ``document_order`` unless ``"auto"``, else its
+    heads' own setting (first-stage order without heads, i.e. ICR)."""
+    if document_order != "auto":
+        return document_order
+    return heads.scoring.document_order if heads is not None else "first_stage"
+
+
+def parse_sweep_order(text: str | None) -> list[str]:
+    """``"first_stage,reversed,both"`` -> that list (the ``--sweep-order`` levels)."""
+    levels: list[str] = []
+    for part in (text or "").split(","):
+        if part.strip():
+            level = parse_document_order(part)
+            if level == "auto":
+                raise InputError("--sweep-order levels are orders (first_stage, reversed, both, ends), not 'auto'")
+            if level in levels:
+                raise InputError(f"--sweep-order lists {part.strip()!r} twice")
+            levels.append(level)
+    return levels
 
 
 def parse_sweep_window(text: str | None) -> list[int | None]:
@@ -146,13 +175,16 @@ def plan_entries(
     head_scores: Mapping[str, Mapping[str, float]] | None = None,
     sweep_window: Sequence[int | None] = (),
     window_tokens: int | str | None = "auto",
+    sweep_order: Sequence[str] = (),
+    document_order: str = "auto",
 ) -> list[EntrySpec]:
     """The entries of one evaluation run.
 
     ``heads``: ``{"core": HeadConfig, "qr": HeadConfig}`` for the methods that need them.
     ``head_scores``: per-head score tables (``"layer-head" -> score``) by method, used for the
     heads sweep (the best ``num_heads`` of the table) and pruning-aware re-selection.
-    ``window_tokens``: every entry's window size (``"auto"``: its heads' own setting).
+    ``window_tokens`` / ``document_order``: every entry's window size and order inside each
+    window (``"auto"``: its heads' own setting).
     """
     head_scores = head_scores or {}
     entries: list[EntrySpec] = []
@@ -173,6 +205,7 @@ def plan_entries(
             entries.append(_prune_entry(method, heads[method], head_scores.get(method), num_layers, fraction))
     for spec in entries:
         spec.window_tokens = entry_window_tokens(spec.heads, window_tokens)
+        spec.document_order = entry_document_order(spec.heads, document_order)
     main = {spec.label: spec for spec in entries if spec.group == "main" and spec.method != "first-stage"}
     for method, spec in main.items():
         for level in sweep_window:
@@ -185,7 +218,23 @@ def plan_entries(
                     heads=spec.heads,
                     num_layers_to_keep=spec.num_layers_to_keep,
                     window_tokens=level,
+                    document_order=spec.document_order,
                     same_as=method if level == spec.window_tokens else None,
+                )
+            )
+    for method, spec in main.items():
+        for order in sweep_order:
+            entries.append(
+                EntrySpec(
+                    order_label(method, order),
+                    method,
+                    ORDER_GROUP,
+                    order,
+                    heads=spec.heads,
+                    num_layers_to_keep=spec.num_layers_to_keep,
+                    window_tokens=spec.window_tokens,
+                    document_order=order,
+                    same_as=method if order == spec.document_order else None,
                 )
             )
     return entries

@@ -32,6 +32,7 @@ RESULTS_FORMAT = "core-rerank-eval"
 RESULTS_VERSION = 2
 SWEEP_GROUP = "sweep-num-heads"
 WINDOW_GROUP = "sweep-window"
+ORDER_GROUP = "sweep-order"
 _V1_SWEEP_GROUP = "sweep-k"
 
 
@@ -43,6 +44,11 @@ def sweep_label(method: str, num_heads: Any) -> str:
 def window_label(method: str, window_tokens: int | None) -> str:
     """The entry label of one window-sweep level, e.g. ``core@window=600`` or ``core@window=none``."""
     return f"{method}@window={'none' if window_tokens is None else window_tokens}"
+
+
+def order_label(method: str, document_order: str) -> str:
+    """The entry label of one order-sweep level, e.g. ``core@order=reversed``."""
+    return f"{method}@order={document_order}"
 
 
 def run_versions() -> dict[str, Any]:

@@ -18,11 +18,13 @@ from typing import Any
 from ..datasets import EvalData, load_eval_data
 from ..errors import InputError
 from ..head_config import HeadConfig
+from ..settings import RerankerSettings
 from ..utils import text_config
 from .metrics import evaluate, strict_scores
 from .passes import ONE_PASS_NOTE, score_entry, score_in_one_pass
-from .plan import ALL_METHODS, EntrySpec, entry_window_tokens, load_score_table, plan_entries
+from .plan import ALL_METHODS, EntrySpec, entry_document_order, entry_window_tokens, load_score_table, plan_entries
 from .results_file import RESULTS_FORMAT, RESULTS_VERSION, read_results, run_versions, write_results
+from .sensitivity import add_order_sensitivity
 from .settings import EvalSettings
 from .workers import uses_workers
 
@@ -141,6 +143,8 @@ def _plan(
         tables,
         settings.sweep_window,
         settings.window_tokens,
+        settings.sweep_order,
+        settings.document_order,
     )
     return entries + _compare_entries(settings, model_ids), table_sources
 
@@ -175,6 +179,7 @@ def _compare_entries(settings: EvalSettings, model_ids: Sequence[str]) -> list[E
                 heads=config.model_copy(update={"method": "core"}),
                 note=f"heads from {given}",
                 window_tokens=entry_window_tokens(config, settings.window_tokens),
+                document_order=entry_document_order(config, settings.document_order),
             )
         )
     return entries
@@ -202,7 +207,9 @@ def _settings_record(
         "methods": list(methods),
         "max_queries": settings.max_queries,
         "device": settings.device,
-        "dtype": settings.dtype,
+        # "auto" recorded as what it gives on a CPU (bfloat16 where native): a resume on another
+        # CPU must not mix dtypes in one entry
+        "dtype": RerankerSettings(device=settings.device, dtype=settings.dtype).cpu_dtype() or settings.dtype,
         "max_doc_words": settings.max_doc_words,
         "max_length": settings.max_length,
         "relevance_level": settings.relevance_level,
@@ -212,6 +219,8 @@ def _settings_record(
         "sweep_num_heads": list(settings.sweep_num_heads),
         "sweep_window": list(settings.sweep_window),
         "window_tokens": settings.window_tokens,
+        "sweep_order": list(settings.sweep_order),
+        "document_order": settings.document_order,
         "prune": list(settings.prune),
         "head_scores": settings.head_scores,
         "qr_head_scores": settings.qr_head_scores,
@@ -325,6 +334,7 @@ def _finish(run: _Run, planned: Sequence[str]) -> None:
         # run's queries (their per-query results were already cut to matching candidates).
         if label not in planned and not entry.get("same_as") and entry.get("per_query") is not None:
             run.summarise(entry, first_stage=entry.get("method") == "first-stage")
+    add_order_sensitivity(results["entries"])
     if not run.settings.save_scores:
         for entry in results["entries"].values():
             for record in entry.get("per_query", {}).values():
@@ -370,6 +380,7 @@ def _entry(spec: EntrySpec, results: dict[str, Any]) -> dict[str, Any]:
     }
     entry["note"] = spec.note
     entry["window_tokens"] = spec.window_tokens
+    entry["document_order"] = spec.document_order
     if entry.get("one_pass"):  # set by score_in_one_pass; the note says what its figures mean
         entry["note"] = f"{spec.note or ''} {ONE_PASS_NOTE}".strip()
     results["entries"][spec.label] = entry

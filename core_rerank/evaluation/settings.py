@@ -26,6 +26,8 @@ class EvalSettings:
     sweep_num_heads: tuple[Any, ...] = ()
     sweep_window: tuple[int | None, ...] = ()  # window sizes in document tokens; None = one prompt
     window_tokens: Any = "auto"  # every entry's window size; "auto": the heads' own setting
+    sweep_order: tuple[str, ...] = ()  # orders inside each window (first_stage, reversed, both, ends)
+    document_order: str = "auto"  # every entry's order inside each window; "auto": the heads' own
     prune: tuple[float, ...] = ()
     max_queries: int | None = None
     device: str | None = None
@@ -44,7 +46,7 @@ class EvalSettings:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def reranker_settings(self, spec: EntrySpec) -> RerankerSettings:
-        """How one entry's reranker is built: its heads, method, layers and window size, and this
+        """How one entry's reranker is built: its heads, method, layers, window size and order, and this
         run's model settings (in this process, or on a worker with ``threads_per_worker``)."""
         return RerankerSettings(
             model=self.model,
@@ -56,5 +58,6 @@ class EvalSettings:
             max_doc_words=self.max_doc_words,
             max_length=self.max_length,
             window_tokens=spec.window_tokens,
+            document_order=spec.document_order,
             threads=self.threads_per_worker,
         )

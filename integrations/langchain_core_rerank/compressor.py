@@ -69,6 +69,10 @@ class CoReRerank(BaseDocumentCompressor):
     window_tokens: int | str | None = "auto"
     """Document tokens per prompt window: 'auto' the heads' setting (the small offline models'
     presets use windows), None every document in one prompt, or a number."""
+    document_order: str = "auto"
+    """Order of the documents inside each prompt window: 'auto' the heads' setting, 'first_stage'
+    (strongest first), 'reversed' (strongest nearest the query), 'both' (both orders, scores
+    averaged: twice the prompts) or 'ends'."""
 
     _reranker: Any = PrivateAttr(default=None)
 
@@ -86,7 +90,8 @@ class CoReRerank(BaseDocumentCompressor):
 
         ``settings`` are the compressor's own (``top_n``, ``score_threshold``); the loading
         settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
-        max_length, window_tokens) are taken from the reranker, so the fields describe what runs.
+        max_length, window_tokens, document_order) are taken from the reranker, so the fields
+        describe what runs.
         """
         with handing_over(reranker, settings, "compressor") as described:
             return cls(**described, **settings)

@@ -81,7 +81,9 @@ def test_to_dict_has_every_public_setting(shared_reranker):
         "dtype",
         "num_layers_to_keep",
         "max_doc_words",
+        "max_length",
         "window_tokens",
+        "document_order",
         "score_threshold",
         "class_name",
     }

@@ -93,6 +93,14 @@ class CoReRerank(BaseNodePostprocessor):
             "presets use windows), None every node in one prompt, or a number."
         ),
     )
+    document_order: str = Field(
+        default="auto",
+        description=(
+            "Order of the nodes inside each prompt window: 'auto' the heads' setting, 'first_stage' "
+            "(strongest first), 'reversed' (strongest nearest the query), 'both' (both orders, scores "
+            "averaged: twice the prompts) or 'ends'."
+        ),
+    )
 
     _reranker: Any = PrivateAttr(default=None)
 
@@ -111,7 +119,8 @@ class CoReRerank(BaseNodePostprocessor):
         ``settings`` are this postprocessor's own (``top_n``, ``score_threshold``,
         ``keep_retrieval_score``, ``metadata_mode``, ``callback_manager``); the loading
         settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
-        max_length, window_tokens) are taken from the reranker, so ``to_dict()`` describes what runs.
+        max_length, window_tokens, document_order) are taken from the reranker, so ``to_dict()``
+        describes what runs.
         """
         with handing_over(reranker, settings, "postprocessor") as described:
             return cls(**described, **settings)
