@@ -41,35 +41,19 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import window_study  # noqa: E402
 
 from core_rerank import CoReReranker  # noqa: E402
-from core_rerank.datasets import load_eval_data  # noqa: E402
 from core_rerank.evaluation.metrics import evaluate, strict_scores  # noqa: E402
+from core_rerank.evaluation.metrics import kendall_tau as metrics_kendall_tau  # noqa: E402
 from core_rerank.utils import join_title  # noqa: E402
 
 SHARED = window_study.SHARED
 TRAINING = window_study.SETS  # ("scifact-train", "nq")
-TEST_DIRS = {"dl19": "trec-dl19", "scifact-test": "scifact"}
+TEST_DIRS = window_study.TEST_DIRS
 SETS = (*TRAINING, *TEST_DIRS)
 VARIANTS = ("float32", "bfloat16", "int8", "int8-mlp")
 METHOD_NAMES = {"core": "CoRe-R", "qr": "QR-R", "icr": "ICR"}
 
 
 # ---------------------------------------------------------------------- data and models
-def load_any_set(name: str, limit: int, depth: int) -> tuple[dict, dict, dict, dict]:
-    """``(queries, qrels, candidates, corpus)`` of the first ``limit`` (judged) queries."""
-    if name in TRAINING:
-        return window_study.load_set(name, limit, depth)
-    if name not in TEST_DIRS:
-        raise SystemExit(f"unknown set {name!r}; use {', '.join(SETS)}")
-    data = load_eval_data(SHARED / TEST_DIRS[name])
-    qids = list(data.queries)[:limit]
-    return (
-        {q: data.queries[q] for q in qids},
-        {q: data.qrels[q] for q in qids},
-        {q: data.candidates(q, depth) for q in qids},
-        data.corpus,
-    )
-
-
 def build(model: str, method: str, variant: str, max_doc_words: int) -> CoReReranker:
     """The model's shipped preset for ``method``, loaded in ``variant`` on the CPU."""
     import torch
@@ -115,7 +99,7 @@ def study_set(args: argparse.Namespace, name: str) -> Path:
     record = json.loads(out.read_text()) if out.is_file() else {"settings": settings, "queries": {}}
     if record["settings"] != settings:
         raise SystemExit(f"{out} holds another setting ({record['settings']}); use another --out-dir")
-    queries, qrels, candidates, corpus = load_any_set(name, args.queries, args.depth)
+    queries, qrels, candidates, corpus = window_study.load_any_set(name, args.queries, args.depth)
     record["qrels"] = {**record.get("qrels", {}), **qrels}
     run: dict[str, Any] = {"command": " ".join(sys.argv), **environment(args.threads)}
     record.setdefault("runs", []).append(run)
@@ -151,27 +135,10 @@ def study_set(args: argparse.Namespace, name: str) -> Path:
 
 # ---------------------------------------------------------------------- agreement
 def kendall_tau(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kendall's tau-b of two score lists over the same documents (ties count as in tau-b)."""
-    concordant = discordant = ties_a = ties_b = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            da, db = _sign(a[i], a[j]), _sign(b[i], b[j])
-            if da == 0 and db == 0:
-                continue
-            if da == 0:
-                ties_a += 1
-            elif db == 0:
-                ties_b += 1
-            elif da == db:
-                concordant += 1
-            else:
-                discordant += 1
-    denominator = math.sqrt((concordant + discordant + ties_a) * (concordant + discordant + ties_b))
-    return (concordant - discordant) / denominator if denominator else 1.0
-
-
-def _sign(x: float, y: float) -> int:
-    return 0 if x == y else (1 if x > y else -1)
+    """Kendall's tau-b (``metrics.kendall_tau``); 1.0 where every pair is tied in both lists
+    (the same order), where that function gives NaN."""
+    tau = metrics_kendall_tau(a, b)
+    return 1.0 if math.isnan(tau) else tau
 
 
 def order(doc_ids: Sequence[str], scores: Sequence[float]) -> list[str]:

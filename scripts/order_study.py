@@ -45,7 +45,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import window_study  # noqa: E402
 
 from core_rerank import CoReReranker, HeadConfig  # noqa: E402
-from core_rerank.datasets import load_eval_data  # noqa: E402
 from core_rerank.evaluation.metrics import evaluate, kendall_tau, strict_scores  # noqa: E402
 from core_rerank.head_config import resolve_heads  # noqa: E402
 from core_rerank.prompt import truncate_words  # noqa: E402
@@ -53,7 +52,7 @@ from core_rerank.utils import join_title  # noqa: E402
 from core_rerank.windows import plan_windows, window_orders  # noqa: E402
 
 TRAINING = window_study.SETS  # ("scifact-train", "nq")
-TEST_DIRS = {"dl19": "trec-dl19", "scifact-test": "scifact"}
+TEST_DIRS = window_study.TEST_DIRS
 SETS = (*TRAINING, *TEST_DIRS)
 SCORED_ORDERS = ("first_stage", "reversed", "ends")
 POLICIES = ("first_stage", "reversed", "both", "ends")
@@ -61,22 +60,6 @@ METHOD_NAMES = {"core": "CoRe-R", "qr": "QR-R"}
 
 
 # ---------------------------------------------------------------------- data and model
-def load_any_set(name: str, limit: int, depth: int) -> tuple[dict, dict, dict, dict]:
-    """``(queries, qrels, candidates, corpus)`` of the first ``limit`` (judged) queries."""
-    if name in TRAINING:
-        return window_study.load_set(name, limit, depth)
-    if name not in TEST_DIRS:
-        raise SystemExit(f"unknown set {name!r}; use {', '.join(SETS)}")
-    data = load_eval_data(window_study.SHARED / TEST_DIRS[name])
-    qids = list(data.queries)[:limit]
-    return (
-        {q: data.queries[q] for q in qids},
-        {q: data.qrels[q] for q in qids},
-        {q: data.candidates(q, depth) for q in qids},
-        data.corpus,
-    )
-
-
 def union_reranker(model: str, max_doc_words: int) -> tuple[CoReReranker, dict[str, Any], dict[str, Any]]:
     """One reranker with the CoRe and QR presets' heads, scoring one prompt as given (no windows,
     first-stage order); the head subsets; and each preset's own ``window_tokens``."""
@@ -116,7 +99,7 @@ def study_set(args: argparse.Namespace, name: str) -> Path:
     record = json.loads(out.read_text()) if out.is_file() else {"settings": settings, "queries": {}}
     if record["settings"] != settings:
         raise SystemExit(f"{out} holds another setting ({record['settings']}); use another --out-dir")
-    queries, qrels, candidates, corpus = load_any_set(name, args.queries, args.depth)
+    queries, qrels, candidates, corpus = window_study.load_any_set(name, args.queries, args.depth)
     record["qrels"] = {**record.get("qrels", {}), **qrels}
     reranker, subsets, presets = union_reranker(args.model, args.max_doc_words)
     record.setdefault("presets", presets)  # the presets as they were when the study began

@@ -53,10 +53,28 @@ from core_rerank.windows import MARKER_TOKENS, plan_windows  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 SETS = ("scifact-train", "nq")
+TEST_DIRS = {"dl19": "trec-dl19", "scifact-test": "scifact"}  # test sets: reported only
 MERGES = ("raw", "standardised")
 
 
 # ---------------------------------------------------------------------- data
+def load_any_set(name: str, limit: int, depth: int) -> tuple[dict, dict, dict, dict]:
+    """``(queries, qrels, candidates, corpus)`` of the first ``limit`` (judged) queries of a
+    training set (:func:`load_set`) or a test set (``TEST_DIRS``; reported, never used to choose)."""
+    if name in SETS:
+        return load_set(name, limit, depth)
+    if name not in TEST_DIRS:
+        raise SystemExit(f"unknown set {name!r}; use {', '.join((*SETS, *TEST_DIRS))}")
+    data = load_eval_data(SHARED / TEST_DIRS[name])
+    qids = list(data.queries)[:limit]
+    return (
+        {q: data.queries[q] for q in qids},
+        {q: data.qrels[q] for q in qids},
+        {q: data.candidates(q, depth) for q in qids},
+        data.corpus,
+    )
+
+
 def load_set(name: str, limit: int, depth: int) -> tuple[dict, dict, dict, dict]:
     """``(queries, qrels, candidates, corpus)`` of the first ``limit`` queries of a set."""
     if name == "scifact-train":

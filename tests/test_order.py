@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from slice_prompts import SLICE, candidates, recording
 
 from core_rerank import CoReReranker, HeadConfig
 from core_rerank.datasets import load_eval_data
@@ -20,24 +21,7 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(scope="module")
 def slice_data():
-    return load_eval_data(DATA / "scifact_slice")
-
-
-def _candidates(data, qid, depth=12):
-    return [data.corpus[d] for d in data.candidates(qid, depth)]
-
-
-def _recording(reranker):
-    """Record every prompt the reranker runs (its PreparedPrompt objects)."""
-    prompts = []
-    prepare = reranker.builder.prepare
-
-    def recorded(query, documents):
-        prompts.append(prepare(query, documents))
-        return prompts[-1]
-
-    reranker.builder.prepare = recorded
-    return prompts
+    return load_eval_data(SLICE)
 
 
 # ---------------------------------------------------------------------- no model
@@ -143,10 +127,10 @@ def test_each_window_in_each_order_equals_it_scored_alone_in_that_order(make_rer
         document_order=order,
     )
     qid = next(iter(slice_data.queries))
-    query, docs = slice_data.queries[qid], _candidates(slice_data, qid)
+    query, docs = slice_data.queries[qid], candidates(slice_data, qid)
     windows = ordered.windows(query, docs)
     assert len(windows) >= 3 and sorted(i for w in windows for i in w) == list(range(len(docs)))
-    prompts = _recording(ordered)
+    prompts = recording(ordered)
     scores = ordered.score(query, docs)
     assert len(prompts) == len(windows) == ordered.last_usage["prompts"]
     for window, prompt in zip(windows, prompts):
@@ -159,7 +143,7 @@ def test_each_window_in_each_order_equals_it_scored_alone_in_that_order(make_rer
 def test_both_is_the_mean_of_the_two_orders_and_runs_both_prompts(make_reranker, slice_data):
     base = make_reranker(method="qr", window_tokens=None, max_doc_words=60)
     qid = list(slice_data.queries)[1]
-    query, docs = slice_data.queries[qid], _candidates(slice_data, qid)
+    query, docs = slice_data.queries[qid], candidates(slice_data, qid)
 
     def build(order, window_tokens=250):
         return CoReReranker(
@@ -241,5 +225,5 @@ def test_eval_order_sweep_end_to_end(smollm2_dir, tmp_path):
         window_tokens=100,
         document_order="both",
     )
-    expected = reranker.score(data.queries[qid], _candidates(data, qid, 6))
+    expected = reranker.score(data.queries[qid], candidates(data, qid, 6))
     assert separate["core@order=both"]["per_query"][qid]["scores"] == pytest.approx(expected, rel=1e-6, abs=1e-9)

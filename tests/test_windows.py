@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from slice_prompts import SLICE, candidates, recording
 
 from core_rerank import CoReReranker, HeadConfig
 from core_rerank.datasets import load_eval_data
@@ -19,24 +20,7 @@ QUERY = "Does statin therapy reduce cardiovascular events?"
 
 @pytest.fixture(scope="module")
 def slice_data():
-    return load_eval_data(DATA / "scifact_slice")
-
-
-def _candidates(data, qid, depth=12):
-    return [data.corpus[d] for d in data.candidates(qid, depth)]
-
-
-def _recording(reranker):
-    """Record every prompt the reranker runs (its PreparedPrompt objects)."""
-    prompts = []
-    prepare = reranker.builder.prepare
-
-    def recorded(query, documents):
-        prompts.append(prepare(query, documents))
-        return prompts[-1]
-
-    reranker.builder.prepare = recorded
-    return prompts
+    return load_eval_data(SLICE)
 
 
 def test_windowed_scores_equal_each_window_scored_on_its_own(make_reranker, slice_data):
@@ -45,10 +29,10 @@ def test_windowed_scores_equal_each_window_scored_on_its_own(make_reranker, slic
         one_prompt.model, one_prompt.tokenizer, heads=one_prompt.heads, max_doc_words=80, window_tokens=300
     )
     qid = next(iter(slice_data.queries))
-    query, docs = slice_data.queries[qid], _candidates(slice_data, qid)
+    query, docs = slice_data.queries[qid], candidates(slice_data, qid)
     windows = windowed.windows(query, docs)
     assert len(windows) >= 4 and sorted(i for w in windows for i in w) == list(range(len(docs)))
-    prompts = _recording(windowed)
+    prompts = recording(windowed)
     scores = windowed.score(query, docs)
     assert len(prompts) == len(windows)
     for window, prompt in zip(windows, prompts):
@@ -66,7 +50,7 @@ def test_window_tokens_none_gives_the_scores_from_before_windows(make_reranker, 
     assert len(cases) == 4
     for case in cases:
         reranker = make_reranker(method=method, window_tokens=None, max_doc_words=80, max_length=case["max_length"])
-        docs = _candidates(slice_data, case["qid"], case["depth"])
+        docs = candidates(slice_data, case["qid"], case["depth"])
         got = reranker.score(slice_data.queries[case["qid"]], docs)
         # The stored scores came from an older library stack; float32 reductions in a newer
         # transformers/numpy move the 5th-7th digit (at most 1.2e-5 relative, ICR, seen on 5.24.0).
@@ -175,7 +159,7 @@ def test_eval_window_sweep_end_to_end(smollm2_dir, tmp_path):
     reranker = CoReReranker.from_pretrained(
         "smollm2-135m-instruct", device="cpu", dtype="float32", max_doc_words=25, window_tokens=100
     )
-    docs = _candidates(data, qid, 6)
+    docs = candidates(data, qid, 6)
     assert len(reranker.windows(data.queries[qid], docs)) >= 3
     expected = reranker.score(data.queries[qid], docs)
     assert separate["core@window=100"]["per_query"][qid]["scores"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
