@@ -35,7 +35,6 @@ def score_entry(
     todo: Sequence[str],
     meter_device: str,
     save: Callable[[], None],
-    num_hidden_layers: int | None = None,
 ) -> None:
     """Score the ``todo`` queries of one entry with its own reranker, metering its peak memory
     (or on a pool of workers, ``settings.workers > 1``: no memory figure then)."""
