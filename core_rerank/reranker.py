@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
@@ -250,7 +250,16 @@ class CoReReranker:
         texts = [truncate_words(t, self.max_doc_words) for t in document_texts(documents)]
         return plan_prompt_windows(self.builder, query, texts, self.max_length, self.window_tokens)
 
-    def _score(self, query: str, documents: Sequence[Any], subsets: Mapping[Any, Any]) -> dict[Any, list[float]]:
+    def _score(
+        self,
+        query: str,
+        documents: Sequence[Any],
+        subsets: Mapping[Any, Any],
+        token_hook: "Callable[[WindowPlan, list[int], PreparedPrompt, Any], None] | None" = None,
+    ) -> dict[Any, list[float]]:
+        """Scores per subset name. ``token_hook(plan, slots, prepared, token_scores)`` (optional)
+        sees every prompt scored: the plan, the slots in prompt order, the prompt, and the
+        calibrated token scores of all this reranker's heads (float64 numpy over the prefix)."""
         query = check_query(query)
         plan = self._plan(query, documents)
         usage = {"prompts": 0, "prompt_tokens": 0, "total_tokens": 0}
@@ -260,7 +269,8 @@ class CoReReranker:
             usage["prompts"] += 1
             usage["prompt_tokens"] += len(prepared)
             usage["total_tokens"] += len(prepared) + self._null_tokens(prepared)
-            return self._score_prepared(prepared, subsets)
+            on_tokens = None if token_hook is None else lambda tokens: token_hook(plan, slots, prepared, tokens)
+            return self._score_prepared(prepared, subsets, on_tokens)
 
         with self.lock:
             scores = score_plan(plan, len(documents), list(subsets), self.document_order, score_prompt)
@@ -368,13 +378,17 @@ class CoReReranker:
         with self.lock, torch.inference_mode():
             return sum_heads(self._calibrated_rows(prepared), None).numpy()
 
-    def _score_prepared(self, prepared: PreparedPrompt, subsets: Mapping[Any, Any]) -> dict[Any, list[float]]:
+    def _score_prepared(
+        self, prepared: PreparedPrompt, subsets: Mapping[Any, Any], on_tokens: "Callable[[Any], Any] | None" = None
+    ) -> dict[Any, list[float]]:
         import torch
 
         from .scoring import document_scores
 
         with torch.inference_mode():
             rows = self._calibrated_rows(prepared)
+        if on_tokens is not None:
+            on_tokens(sum_heads(rows, None).numpy())
         outlier_std = self.heads.scoring.outlier_std
         return {
             name: document_scores(
