@@ -178,6 +178,18 @@ def bm25_run(
     return run
 
 
+def dense_run(corpus: Mapping[str, Mapping[str, str]], queries: Mapping[str, str], k: int = 100) -> Run:
+    """Dense top-``k`` with all-MiniLM-L6-v2, exact search over the whole corpus (``core_rerank.dense``)."""
+    from .dense import DENSE_MODEL, dense_search
+
+    order, scores = dense_search(corpus, queries, k=k)
+    return Run(order=order, scores=scores, name=f"dense_{DENSE_MODEL}")
+
+
+FIRST_STAGES = ("run", "dense")
+"""``run``: the given run file, else the folder's BM25 run, else BM25 built here; ``dense``: all-MiniLM-L6-v2."""
+
+
 # ---------------------------------------------------------------------- a whole folder
 @dataclass
 class EvalData:
@@ -207,12 +219,19 @@ def load_eval_data(
     run_file: str | Path | None = None,
     bm25_k: int = 100,
     ignore_identical_ids: bool = True,
+    first_stage: str = "run",
 ) -> EvalData:
     """Load a BEIR folder for reranking evaluation.
 
     ``run_file``: a TREC run; ``None`` uses ``<data_dir>/run.bm25.top100.trec`` when it exists
     and holds queries of this split, else builds a BM25 top-``bm25_k`` run with bm25s. Only the documents the run needs are kept.
+    ``first_stage="dense"``: the top-``bm25_k`` of all-MiniLM-L6-v2 over the whole corpus instead
+    (exact search, embeddings cached on disk); it takes no run file.
     """
+    if first_stage not in FIRST_STAGES:
+        raise InputError(f"unknown first stage {first_stage!r}; use {', '.join(FIRST_STAGES)}")
+    if first_stage == "dense" and run_file is not None:
+        raise InputError("the dense first stage builds its own candidates; give no run file with it")
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"no data folder {data_dir}")
@@ -222,20 +241,7 @@ def load_eval_data(
     if absent:
         raise InputError(f"{len(absent)} judged queries have no text in queries.jsonl (e.g. {absent[:3]})")
     queries = {q: all_queries[q] for q in qrels}
-    run: Run | None = None
-    if run_file is not None:
-        run = load_trec_run(run_file)
-    elif (data_dir / "run.bm25.top100.trec").is_file():
-        # The folder's own run is used when it covers this split (SciFact's covers only test).
-        run = load_trec_run(data_dir / "run.bm25.top100.trec")
-        run_file = data_dir / "run.bm25.top100.trec" if any(q in run.order for q in queries) else None
-    if run is not None and run_file is not None:  # (a run file given, or the folder's covers the split)
-        corpus = load_corpus(find_corpus_file(data_dir), doc_ids={d for q in queries for d in run.order.get(q, [])})
-        source = str(run_file)
-    else:
-        corpus = load_corpus(find_corpus_file(data_dir))
-        run = bm25_run(corpus, queries, k=bm25_k)
-        source = f"bm25s top-{bm25_k} (k1=0.9, b=0.4, built at load time)"
+    run, corpus, source = _candidates(data_dir, queries, run_file, bm25_k, first_stage)
     run.order = {q: run.order[q] for q in queries if q in run.order}
     removed = 0
     if ignore_identical_ids:
@@ -259,3 +265,28 @@ def load_eval_data(
         removed_identical=removed,
         missing_texts=missing_texts,
     )
+
+
+def _candidates(
+    data_dir: Path, queries: Mapping[str, str], run_file: str | Path | None, k: int, first_stage: str
+) -> tuple[Run, dict[str, dict[str, str]], str]:
+    """(the first-stage run, the documents it needs, where it came from) for ``load_eval_data``."""
+    run: Run | None = None
+    if first_stage == "run" and run_file is not None:
+        run = load_trec_run(run_file)
+    elif first_stage == "run" and (data_dir / "run.bm25.top100.trec").is_file():
+        # The folder's own run is used when it covers this split (SciFact's covers only test).
+        run = load_trec_run(data_dir / "run.bm25.top100.trec")
+        run_file = data_dir / "run.bm25.top100.trec" if any(q in run.order for q in queries) else None
+    if run is not None and run_file is not None:  # (a run file given, or the folder's covers the split)
+        corpus = load_corpus(find_corpus_file(data_dir), doc_ids={d for q in queries for d in run.order.get(q, [])})
+        return run, corpus, str(run_file)
+    corpus = load_corpus(find_corpus_file(data_dir))
+    if first_stage == "dense":
+        run = dense_run(corpus, queries, k=k)
+        return (
+            run,
+            corpus,
+            f"dense {run.name.removeprefix('dense_')} exact top-{k} over {len(corpus)} documents (built at load time)",
+        )
+    return bm25_run(corpus, queries, k=k), corpus, f"bm25s top-{k} (k1=0.9, b=0.4, built at load time)"

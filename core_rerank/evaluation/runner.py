@@ -109,7 +109,9 @@ def _load_candidates(
     settings: EvalSettings, log: Callable[[str], Any]
 ) -> tuple[EvalData, list[str], list[str], dict[str, list[str]]]:
     """Load the data: (data, judged queries, those without candidates, candidates per query)."""
-    data = load_eval_data(settings.data_dir, split=settings.split, run_file=settings.run_file)
+    data = load_eval_data(
+        settings.data_dir, split=settings.split, run_file=settings.run_file, first_stage=settings.first_stage
+    )
     qids = list(data.queries)
     if settings.max_queries is not None:
         qids = qids[: settings.max_queries]

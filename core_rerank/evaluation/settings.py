@@ -16,6 +16,7 @@ class EvalSettings:
     data_dir: str = "."
     split: str = "test"
     run_file: str | None = None
+    first_stage: str = "run"  # "run" (run file / the folder's BM25 run / bm25s) or "dense" (core_rerank.dense)
     depth: int = 20
     methods: tuple[str, ...] = ALL_METHODS
     heads: Any = None  # core heads (preset, path, HeadConfig) or None for the preset

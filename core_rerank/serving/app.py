@@ -22,10 +22,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from . import dialects
 from .errors import APIError
 from .metrics import Metrics
 from .schemas import (
@@ -45,7 +46,9 @@ logger = logging.getLogger("core_rerank.serving")
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_JSON_DEPTH = 64  # deeper bodies are refused (400) before anything walks them recursively
 RERANK_ROUTES = ("/v1/rerank", "/v2/rerank", "/rerank")
-KNOWN_ROUTES = (*RERANK_ROUTES, "/health", "/v1/models", "/metrics")
+DIALECT_ROUTES = ("/v1/ranking", "/score", "/v1/score", "/.well-known/ready", "/.well-known/live", "/meta")
+OPEN_ROUTES = ("/health", "/.well-known/ready", "/.well-known/live")  # probes answer without the API key
+KNOWN_ROUTES = (*RERANK_ROUTES, "/health", "/v1/models", "/metrics", *DIALECT_ROUTES)
 
 
 def create_app(
@@ -99,6 +102,7 @@ def create_app(
     _install_error_handlers(app)
     _install_guard(app, api_key)
     _add_rerank_routes(app, lambda: state["service"], max_body_bytes)
+    _add_dialect_routes(app, lambda: state["service"], max_body_bytes)
     _add_info_routes(app, lambda: state["service"])
     return app
 
@@ -138,7 +142,7 @@ def _install_guard(app: FastAPI, api_key: str | None) -> None:
     async def _guard(request: Request, call_next):
         start = time.perf_counter()
         path = request.url.path
-        if expected is not None and path != "/health" and not _authorized(request, expected):
+        if expected is not None and path not in OPEN_ROUTES and not _authorized(request, expected):
             metrics.observe(_route(path), 401, time.perf_counter() - start)
             return JSONResponse(
                 error_body(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", "authentication_error"),
@@ -219,7 +223,7 @@ def _schema(model: "type[BaseModel]") -> dict:
 
 
 def _add_rerank_routes(app: FastAPI, service: Callable[[], RerankService], max_body_bytes: int) -> None:
-    async def cohere(request: Request, version: int, body: "dict | None" = None) -> dict:
+    async def cohere(request: Request, version: int, body: "dict | None" = None, weaviate: bool = False) -> dict:
         body = await read_json(request, max_body_bytes) if body is None else body
         req = parse(RerankRequestV2 if version == 2 else RerankRequest, body)
         svc = service()
@@ -232,19 +236,34 @@ def _add_rerank_routes(app: FastAPI, service: Callable[[], RerankService], max_b
         request.state.documents = len(texts)
         ranked = await svc.rank(req.query, texts, req.max_tokens_per_doc)
         return_documents = req.return_documents if req.return_documents is not None else version == 1
-        return svc.cohere(ranked, req.documents, texts, req.top_n, return_documents, version)
+        reply = svc.cohere(ranked, req.documents, texts, req.top_n, return_documents, version)
+        return {**reply, **dialects.weaviate_fields(req.query, ranked, texts)} if weaviate else reply
 
     options: dict[str, Any] = {"response_model_exclude_unset": True}
 
     @app.post(
         "/v1/rerank",
         openapi_extra=_schema(RerankRequest),
-        response_model=RerankResponse,
-        summary="Cohere v1 / Jina / vLLM rerank",
+        response_model=RerankResponse | dialects.VoyageResponse,
+        summary="Cohere v1 / Jina / vLLM rerank; Voyage rerank when the body has 'top_k' or 'truncation'",
         **options,
     )
     async def rerank_v1(request: Request) -> Any:
-        return await cohere(request, 1)
+        body = await read_json(request, max_body_bytes)
+        if not dialects.is_voyage(body):
+            return await cohere(request, 1, body)
+        try:
+            return await voyage(request, body)
+        except APIError as exc:
+            raise dialects.as_voyage_error(exc) from None
+
+    async def voyage(request: Request, body: dict) -> dict:
+        req = parse(dialects.VoyageRerankRequest, body)
+        svc = service()
+        svc.check_model(req.model)
+        request.state.documents = len(req.documents)
+        ranked = await svc.rank(req.query, req.documents)
+        return dialects.voyage_body(ranked, req.documents, svc.model_name, req.top_k, req.return_documents)
 
     @app.post(
         "/v2/rerank",
@@ -260,18 +279,71 @@ def _add_rerank_routes(app: FastAPI, service: Callable[[], RerankService], max_b
         "/rerank",
         openapi_extra=_schema(RerankRequest),
         response_model=RerankResponse | list[TEIResult],
-        summary="Jina / vLLM rerank; TEI rerank when the body has 'texts'",
+        summary="Jina / vLLM / Weaviate rerank (+ query, scores); TEI rerank when the body has 'texts'",
         **options,
     )
     async def rerank(request: Request) -> Any:
         body = await read_json(request, max_body_bytes)
         if "texts" not in body or "documents" in body:
-            return await cohere(request, 1, body)
+            return await cohere(request, 1, body, weaviate=True)
         req = parse(TEIRerankRequest, body)
         svc = service()
         request.state.documents = len(req.texts)
         ranked = await svc.rank(req.query, req.texts)
         return svc.tei(ranked, req.texts, req.raw_scores, req.return_text)
+
+
+def _add_dialect_routes(app: FastAPI, service: Callable[[], RerankService], max_body_bytes: int) -> None:
+    """NVIDIA NIM ranking, vLLM score, and Weaviate's readiness and meta (``dialects``)."""
+
+    async def ranked_for(request: Request, model: str | None, query: str, texts: list[str]) -> Any:
+        svc = service()
+        svc.check_model(model)
+        request.state.documents = len(texts)
+        return svc, await svc.rank(query, texts)
+
+    async def nim(request: Request) -> Any:
+        req = parse(dialects.NIMRankingRequest, await read_json(request, max_body_bytes))
+        _, ranked = await ranked_for(request, req.model, req.query.text, [p.text for p in req.passages])
+        return dialects.nim_body(ranked, req.top_k)
+
+    nim_route: dict[str, Any] = {
+        "openapi_extra": _schema(dialects.NIMRankingRequest),
+        "response_model": dialects.NIMResponse,
+    }
+    app.post("/v1/ranking", summary="NVIDIA NIM ranking", **nim_route)(nim)
+    app.post("/v1/retrieval/{model_path:path}/reranking", summary="NVIDIA NIM (hosted path)", **nim_route)(nim)
+
+    async def score(request: Request) -> Any:
+        req = parse(dialects.ScoreRequest, await read_json(request, max_body_bytes))
+        try:
+            query, texts = req.pair_inputs()
+        except ValueError as exc:
+            raise APIError(400, f"invalid request: {exc}") from None
+        svc, ranked = await ranked_for(request, req.model, query, texts)
+        return dialects.score_body(ranked, svc.model_name)
+
+    for path in ("/score", "/v1/score"):
+        app.post(
+            path,
+            openapi_extra=_schema(dialects.ScoreRequest),
+            response_model=dialects.ScoreResponse,
+            summary="vLLM score: one text_1 against each text_2",
+        )(score)
+
+    @app.get("/.well-known/ready", status_code=204, summary="readiness (Weaviate)")
+    @app.get("/.well-known/live", status_code=204, summary="liveness (Weaviate)")
+    async def ready() -> Response:
+        try:
+            service()
+        except KeyError:
+            raise APIError(503, "the model is still loading", "server_busy") from None
+        return Response(status_code=204)
+
+    @app.get("/meta", summary="the served model and its settings (Weaviate)")
+    async def meta() -> dict:
+        svc = service()
+        return {"model": {"name": svc.model_name, "names": svc.model_names, **(await svc.scorer.settings())}}
 
 
 def _add_info_routes(app: FastAPI, service: Callable[[], RerankService]) -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import InputError
 
 
-def _check_query(value: str) -> str:
+def check_query(value: str) -> str:
     if not value.strip():
         raise InputError("query is empty: reranking needs a query with some text")
     return value
@@ -28,7 +28,7 @@ class _Request(BaseModel):
     query: str
     top_n: int | None = Field(default=None, description="documents returned; 0 or absent: all")
 
-    _query_has_text = field_validator("query")(_check_query)
+    _query_has_text = field_validator("query")(check_query)
 
     @field_validator("top_n")
     @classmethod
@@ -73,7 +73,7 @@ class TEIRerankRequest(BaseModel):
     raw_scores: bool = False
     return_text: bool = False
 
-    _query_has_text = field_validator("query")(_check_query)
+    _query_has_text = field_validator("query")(check_query)
 
     @field_validator("truncation_direction")
     @classmethod
@@ -152,6 +152,10 @@ class RerankResponse(BaseModel):
     results: list[RerankResultItem]
     usage: Usage
     meta: dict[str, Any]
+    query: str | None = Field(default=None, description="POST /rerank only: the query (Weaviate reads it)")
+    scores: list[dict[str, Any]] | None = Field(
+        default=None, description="POST /rerank only: [{document, score}] in input order (Weaviate)"
+    )
 
 
 class TEIResult(BaseModel):

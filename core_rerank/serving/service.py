@@ -22,7 +22,7 @@ from ..scoring import relevance_scores
 from ..settings import built_settings
 from ..utils import json_float
 from .errors import APIError
-from .worker import ModelWorker, QueueFull, RequestTimeout
+from .worker import ModelWorker, OverDeadline, QueueFull, RequestTimeout
 
 
 @dataclass
@@ -61,11 +61,14 @@ class LocalScorer:
         return built_settings(self.reranker)
 
     async def rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None = None) -> Ranked:
-        """Score on the model thread; a full queue is 503, a timeout 504, bad input 400."""
+        """Score on the model thread; a full queue, or a request that would not finish in time at
+        the recent pace (``ModelWorker``), is 503 with Retry-After; a timeout 504, bad input 400."""
         try:
-            return await self.worker.run(lambda: self._rank(query, texts, max_tokens_per_doc))
+            return await self.worker.run(lambda: self._rank(query, texts, max_tokens_per_doc), cost=len(texts))
         except QueueFull as exc:
             raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from None
+        except OverDeadline as exc:
+            raise APIError(503, str(exc), "deadline_exceeded", {"Retry-After": str(exc.retry_after)}) from None
         except RequestTimeout as exc:
             raise APIError(504, str(exc), "timeout") from None
         except InputError as exc:  # the reranker refused this input; anything else is a bug (500)

@@ -55,10 +55,28 @@ def test_example_app_runs(module, examples, capsys):
     check_output(capsys.readouterr().out)
 
 
+def test_lancedb_example_runs_hybrid_search_then_core(examples, capsys):
+    pytest.importorskip("lancedb")
+    import lancedb_qa
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        lancedb_qa.main([*ARGS, "--questions", "1", "--embedding", "hashing"])  # hashing: no embedding model
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "LanceDB table: 275 passages" in out and out.count("Hybrid (RRF) order (top 5)") == 1
+    assert out.count("CoRe order (top 2") == 1 and "Gold passage in the top 2: hybrid" in out
+    assert out.split("  Answer: ")[1].split("\n")[0].strip(), "the local LLM produced no answer"
+
+
 def test_scripts_start_as_a_user_runs_them():
     import importlib.util
 
     scripts = [*SCRIPTS, *(["pyterrier_experiment.py"] if importlib.util.find_spec("pyterrier") else [])]
+    scripts += ["lancedb_qa.py"] if importlib.util.find_spec("lancedb") else []
     procs = [
         subprocess.Popen(
             [sys.executable, str(EXAMPLES / s), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

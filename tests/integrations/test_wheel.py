@@ -31,15 +31,18 @@ import llama_index.postprocessor.core_rerank as li
 import langchain_core_rerank as lc
 import haystack_integrations.components.rankers.core_rerank as hs
 import pyterrier_core_rerank as ptr
+import lancedb_core_rerank as ldb
+from lancedb.rerankers import Reranker
 import pyterrier as pt
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from langchain_core.documents import BaseDocumentCompressor
-for module in (core_rerank, li, lc, hs, ptr):
+for module in (core_rerank, li, lc, hs, ptr, ldb):
     assert module.__file__.startswith(target), (module.__name__, module.__file__)
 assert issubclass(li.CoReRerank, BaseNodePostprocessor)
 assert issubclass(lc.CoReRerank, BaseDocumentCompressor)
 assert hasattr(hs.CoReRanker, "__haystack_input__") or callable(hs.CoReRanker.run)
 assert issubclass(ptr.CoReReRanker, pt.Transformer)
+assert issubclass(ldb.CoReReranker, Reranker)
 assert hc.preset_names(), "no head presets in the installed wheel"
 print("imported from", target)
 """
@@ -62,6 +65,7 @@ def test_wheel_ships_every_integration_and_imports(tmp_path):
     pytest.importorskip("langchain_core")
     pytest.importorskip("haystack")
     pytest.importorskip("pyterrier")
+    pytest.importorskip("lancedb")
     src = tmp_path / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
@@ -86,6 +90,9 @@ def test_wheel_ships_every_integration_and_imports(tmp_path):
         "pyterrier_core_rerank/__init__.py",
         "pyterrier_core_rerank/reranker.py",
         "pyterrier_core_rerank/py.typed",
+        "lancedb_core_rerank/__init__.py",
+        "lancedb_core_rerank/reranker.py",
+        "lancedb_core_rerank/py.typed",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
     presets = {p.name for p in (ROOT / "core_rerank" / "heads").glob("*.json")}

@@ -88,3 +88,16 @@ def test_bearer_scheme_is_case_insensitive_and_health_is_open():
     assert c.get("/health").status_code == 200
     assert c.get("/v1/models", headers={"Authorization": "bearer k"}).status_code == 200
     assert c.get("/v1/models", headers={"Authorization": "Bearer k2"}).status_code == 401
+
+
+def test_readiness_probes_are_open_and_the_other_formats_need_the_key():
+    c = client(api_key="k")
+    assert c.get("/.well-known/ready").status_code == 204 and c.get("/.well-known/live").status_code == 204
+    for method, route in (("GET", "/meta"), ("POST", "/v1/ranking"), ("POST", "/score"), ("POST", "/v1/score")):
+        assert c.request(method, route, json={}).status_code == 401, route
+    ok = c.post(
+        "/v1/rerank", json={"query": "q", "documents": ["a", "abc"], "top_k": 1}, headers={"Authorization": "Bearer k"}
+    )
+    assert ok.json()["data"] == [{"index": 1, "relevance_score": 1.0}]
+    spec = c.get("/openapi.json", headers={"Authorization": "Bearer k"}).json()
+    assert {"/v1/ranking", "/score", "/v1/score", "/.well-known/ready", "/meta"} <= set(spec["paths"])
