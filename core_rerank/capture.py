@@ -26,6 +26,9 @@ from transformers import AttentionInterface
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from . import packed
+from .packed import PackedRequest
+
 _PREFIX = "core_rerank_"
 _state = threading.local()
 
@@ -66,7 +69,7 @@ class CaptureRequest:
 
 
 @contextlib.contextmanager
-def capture(request: CaptureRequest) -> Iterator[CaptureRequest]:
+def capture(request: "CaptureRequest | PackedRequest") -> Iterator["CaptureRequest | PackedRequest"]:
     """Capture for forward passes run in this thread inside the block."""
     previous = getattr(_state, "request", None)
     _state.request = request
@@ -86,14 +89,32 @@ def install(model: Any) -> None:
     name = _PREFIX + base
     if name not in ALL_ATTENTION_FUNCTIONS:
         AttentionInterface.register(name, _make_wrapper(base))
-        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[base])
+        AttentionMaskInterface.register(name, _make_mask_wrapper(ALL_MASK_ATTENTION_FUNCTIONS[base]))
     model.set_attn_implementation(name)
+
+
+def _make_mask_wrapper(base_mask: Callable) -> Callable:
+    """The base kernel's mask builder, except in a packed pass: there each segment's attention
+    builds its own mask, so no [tokens, tokens] mask is made at all."""
+
+    def mask(*args, **kwargs):
+        if isinstance(getattr(_state, "request", None), PackedRequest):
+            return None
+        return base_mask(*args, **kwargs)
+
+    return mask
 
 
 def _make_wrapper(base: str):
     def attention(module, query, key, value, attention_mask, scaling=None, **kwargs):
-        request: CaptureRequest | None = getattr(_state, "request", None)
+        request: CaptureRequest | PackedRequest | None = getattr(_state, "request", None)
         layer = getattr(module, "layer_idx", None)
+        if isinstance(request, PackedRequest):
+            last = request.stop_after_layer is not None and layer is not None and layer >= request.stop_after_layer
+            output = packed.attend(request, module, query, key, value, scaling, capture_only=last)
+            if last:
+                raise StopForward
+            return output, None
         if request is not None and layer is not None:
             if layer in request.heads_by_layer:
                 scale = request.logit_scale if request.logit_scale is not None else scaling

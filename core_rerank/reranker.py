@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
+from .forward import PromptRunner, resolve_forward
 from .head_config import METHODS, HeadConfig, HeadConfigError, resolve_heads
 from .layers import layers_to_build
 from .prompt import PreparedPrompt, PromptBuilder, check_documents, check_query, document_texts, truncate_words
 from .rerank_result import RerankResult
 from .scoring import relevance_scores, sum_heads
+from .spans import SpanCollector, span_settings
 from .utils import DEFAULT_MAX_DOC_WORDS, text_config
-from .windows import WindowPlan, check_document_order, check_window_tokens, plan_prompt_windows, score_plan
+from .windows import (
+    WindowPlan,
+    check_document_order,
+    check_window_tokens,
+    plan_prompt_windows,
+    score_plan,
+    window_orders,
+)
 
 __all__ = ["DEFAULT_MAX_DOC_WORDS", "METHODS", "CoReReranker", "RerankResult", "resolve_heads"]
 
@@ -58,6 +67,7 @@ class CoReReranker:
         model_id: str | None = None,
         window_tokens: "int | str | None" = "auto",
         document_order: str = "auto",
+        forward: str = "auto",
     ):
         from . import capture
 
@@ -85,11 +95,9 @@ class CoReReranker:
         order = self.heads.scoring.document_order if document_order == "auto" else document_order
         self.document_order = check_document_order(order)
         self.builder = PromptBuilder(tokenizer, null_query=self.heads.scoring.null_query)
+        self.forward = resolve_forward(forward, model)
         capture.install(model)
-        self._decoder = model.base_model
-        self._cache_arg = (
-            "cache" if "cache" in inspect.signature(self._decoder.forward).parameters else "past_key_values"
-        )
+        self._runner = PromptRunner(model, self._heads_by_layer, self._stop_after, self.heads.scoring)
         self.lock = threading.RLock()
         # Tokens of every prompt the last score()/rerank() ran (both orders' with "both"): {"prompts",
         # "prompt_tokens", "total_tokens"} (total adds the N/A twins' query parts). Read it under ``lock``.
@@ -110,6 +118,7 @@ class CoReReranker:
         max_length: int | None = None,
         window_tokens: "int | str | None" = "auto",
         document_order: str = "auto",
+        forward: str = "auto",
         revision: str | None = None,
         cache_dir: str | None = None,
         local_files_only: bool = False,
@@ -126,9 +135,10 @@ class CoReReranker:
         ``num_layers_to_keep``: how many leading decoder layers to build. ``None`` builds as
         many as the heads need (the config's own ``num_layers_to_keep`` if set, else the deepest
         selected layer + 1; every layer for ICR); ``"all"`` builds every layer (needed to also
-        generate text with the model); an int builds that many. ``window_tokens``: document
+        generate text with the model: only then is the LM head built too); an int builds that many. ``window_tokens``: document
         tokens per prompt window, ``"auto"`` (the heads' setting) or ``None`` (one prompt).
         ``document_order``: the order inside each window, ``"auto"`` (the heads' setting).
+        ``forward``: ``"auto"``, ``"packed"`` or ``"sequential"`` (see ``core_rerank.packed``).
         """
         from . import loading
 
@@ -148,8 +158,10 @@ class CoReReranker:
         torch_device = loading.resolve_device(device)
         torch_dtype = loading.resolve_dtype(dtype, torch_device)
         tokenizer = loading.load_tokenizer(source, **hub, **(tokenizer_kwargs or {}))
+        # Only "all" builds the LM head too: the layers and the head a model needs to generate.
+        with_head = isinstance(num_layers_to_keep, str) and num_layers_to_keep.strip().lower() == "all"
         model = loading.load_model(
-            source, keep, full_layers, torch_device, torch_dtype, device_map, **hub, **(model_kwargs or {})
+            source, keep, full_layers, torch_device, torch_dtype, device_map, with_head, **hub, **(model_kwargs or {})
         )
         return cls(
             model,
@@ -161,6 +173,7 @@ class CoReReranker:
             model_id=source.model_ids[0],
             window_tokens=window_tokens,
             document_order=document_order,
+            forward=forward,
         )
 
     @property
@@ -171,7 +184,7 @@ class CoReReranker:
         """The ``from_pretrained`` arguments that describe this reranker: ``model`` (its model
         id), ``heads`` (the ``HeadConfig``), ``method``, ``device``, ``dtype``,
         ``num_layers_to_keep`` (the decoder layers built), ``max_doc_words``, ``max_length``,
-        ``window_tokens`` and ``document_order``."""
+        ``window_tokens``, ``document_order`` and ``forward``."""
         dtype = getattr(self.model, "dtype", None)
         return {
             "model": self.model_id,
@@ -184,6 +197,7 @@ class CoReReranker:
             "max_length": self.max_length,
             "window_tokens": self.window_tokens,
             "document_order": self.document_order,
+            "forward": self.forward,
         }
 
     # ------------------------------------------------------------------ prompts
@@ -263,16 +277,24 @@ class CoReReranker:
         query = check_query(query)
         plan = self._plan(query, documents)
         usage = {"prompts": 0, "prompt_tokens": 0, "total_tokens": 0}
-
-        def score_prompt(slots: list[int]) -> dict[Any, list[float]]:
-            prepared = self.builder.prepare(query, [plan.slots[i] for i in slots])
-            usage["prompts"] += 1
-            usage["prompt_tokens"] += len(prepared)
-            usage["total_tokens"] += len(prepared) + self._null_tokens(prepared)
-            on_tokens = None if token_hook is None else lambda tokens: token_hook(plan, slots, prepared, tokens)
-            return self._score_prepared(prepared, subsets, on_tokens)
-
         with self.lock:
+            orders = {tuple(order) for window in plan.windows for order in window_orders(window, self.document_order)}
+            prompts = {slots: self.builder.prepare(query, [plan.slots[i] for i in slots]) for slots in sorted(orders)}
+            rows = dict(zip(prompts, self._runner.rows(list(prompts.values()), self.forward)))
+            results = {}
+            for slots, prepared in prompts.items():
+                on_tokens = None
+                if token_hook is not None:
+                    on_tokens = functools.partial(token_hook, plan, list(slots), prepared)
+                results[slots] = self._score_rows(rows[slots], prepared, subsets, on_tokens)
+
+            def score_prompt(slots: list[int]) -> dict[Any, list[float]]:
+                prepared = prompts[tuple(slots)]
+                usage["prompts"] += 1
+                usage["prompt_tokens"] += len(prepared)
+                usage["total_tokens"] += len(prepared) + self._null_tokens(prepared)
+                return results[tuple(slots)]
+
             scores = score_plan(plan, len(documents), list(subsets), self.document_order, score_prompt)
             self.last_usage = usage
         return scores
@@ -290,28 +312,35 @@ class CoReReranker:
         top_k: int | None = None,
         doc_ids: Sequence[Any] | None = None,
         score_threshold: float | None = None,
+        relevant_spans: Any = None,
     ) -> list[RerankResult]:
         """Documents sorted best first (ties keep input order).
 
         Results scoring below ``score_threshold`` are dropped (an empty document, scored
         ``-inf``, falls below any threshold), then the list is cut to ``top_k``. Scores are
         relative within one call, so pick a threshold on your own validation queries.
+        ``relevant_spans``: ``True`` or settings (``threshold``, ``max_spans``, ``unit``) give each
+        result its evidence spans from the same forward pass (``core_rerank.spans``).
         """
         documents = list(check_documents(documents))
+        wanted = span_settings(relevant_spans)
         if doc_ids is not None and len(doc_ids) != len(documents):
             raise InputError(f"got {len(doc_ids)} doc_ids for {len(documents)} documents")
         if top_k is not None and top_k < 0:
             raise InputError("top_k must be >= 0 or None")
-        scores = self.score(query, documents) if documents else []
+        texts = document_texts(documents)
+        collector = SpanCollector(texts, query, wanted) if wanted else None
+        hook = collector.hook if collector else None
+        scores = self._score(query, documents, {None: None}, hook)[None] if documents else []
+        spans = collector.spans() if collector else [None] * len(documents)
         order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
         if score_threshold is not None:
             order = [i for i in order if scores[i] >= score_threshold]
         if top_k is not None:
             order = order[:top_k]
-        texts = document_texts(documents)
         relevance = relevance_scores(scores)
         return [
-            RerankResult(i, scores[i], texts[i], doc_ids[i] if doc_ids is not None else None, relevance[i])
+            RerankResult(i, scores[i], texts[i], doc_ids[i] if doc_ids is not None else None, relevance[i], spans[i])
             for i in order
         ]
 
@@ -339,6 +368,7 @@ class CoReReranker:
         top_k: int | None = None,
         doc_ids_per_query: Sequence[Sequence[Any]] | None = None,
         score_threshold: float | None = None,
+        relevant_spans: Any = None,
     ) -> list[list[RerankResult]]:
         """``rerank`` for several queries, each with its own candidate list."""
         if isinstance(queries, str):
@@ -352,7 +382,9 @@ class CoReReranker:
             ids = list(doc_ids_per_query)
         with self.lock:
             return [
-                self.rerank(q, d, top_k=top_k, doc_ids=i, score_threshold=score_threshold)
+                self.rerank(
+                    q, d, top_k=top_k, doc_ids=i, score_threshold=score_threshold, relevant_spans=relevant_spans
+                )
                 for q, d, i in zip(queries, documents_per_query, ids)
             ]
 
@@ -363,9 +395,10 @@ class CoReReranker:
         top_k: int | None = None,
         doc_ids: Sequence[Any] | None = None,
         score_threshold: float | None = None,
+        relevant_spans: Any = None,
     ) -> list[RerankResult]:
         """``rerank`` in a worker thread (the model lock serialises forward passes)."""
-        return await asyncio.to_thread(self.rerank, query, documents, top_k, doc_ids, score_threshold)
+        return await asyncio.to_thread(self.rerank, query, documents, top_k, doc_ids, score_threshold, relevant_spans)
 
     async def ascore(self, query: str, documents: Sequence[Any]) -> list[float]:
         return await asyncio.to_thread(self.score, query, documents)
@@ -373,20 +406,18 @@ class CoReReranker:
     # ------------------------------------------------------------------ internals
     def token_scores(self, prepared: PreparedPrompt) -> Any:
         """Calibrated per-token scores ``c_j`` (a float64 numpy array over the shared prefix)."""
-        import torch
+        with self.lock:
+            return sum_heads(self._runner.rows([prepared], self.forward)[0], None).numpy()
 
-        with self.lock, torch.inference_mode():
-            return sum_heads(self._calibrated_rows(prepared), None).numpy()
-
-    def _score_prepared(
-        self, prepared: PreparedPrompt, subsets: Mapping[Any, Any], on_tokens: "Callable[[Any], Any] | None" = None
+    def _score_rows(
+        self,
+        rows: dict[int, Any],
+        prepared: PreparedPrompt,
+        subsets: Mapping[Any, Any],
+        on_tokens: "Callable[[Any], Any] | None" = None,
     ) -> dict[Any, list[float]]:
-        import torch
-
         from .scoring import document_scores
 
-        with torch.inference_mode():
-            rows = self._calibrated_rows(prepared)
         if on_tokens is not None:
             on_tokens(sum_heads(rows, None).numpy())
         outlier_std = self.heads.scoring.outlier_std
@@ -405,50 +436,3 @@ class CoReReranker:
         for layer, head in subset:
             positions.setdefault(layer, []).append(self._heads_by_layer[layer].index(head))
         return positions
-
-    def _calibrated_rows(self, prepared: PreparedPrompt) -> dict[int, Any]:
-        """Per layer, each selected head's row-averaged attention on every prefix token
-        ([heads, prefix], on the model's device), minus the same for the content-free query."""
-        import torch
-        from transformers import DynamicCache
-
-        prefix = prepared.prefix_length
-        if prepared.document_spans and prepared.document_spans[-1][1] > prefix:
-            raise RuntimeError("the tokenizer merged document and query tokens; cannot calibrate")
-        device = self.device
-        ids = torch.tensor([prepared.input_ids], device=device)
-        cache = DynamicCache(config=self.model.config)
-        self._run(ids[:, :prefix], cache, rows=None)
-        query_rows = self._run(ids[:, prefix:], cache, rows=_shift(prepared.query_span, prefix))
-        rows = {layer: values[:, :prefix] for layer, values in query_rows.items()}
-        if self.heads.scoring.calibration == "none":
-            return rows
-        null_ids = torch.tensor([prepared.null_input_ids], device=device)
-        try:  # rewind the cache to the shared prefix (a negative count removes tokens)
-            cache.crop(prefix - cache.get_seq_length())
-        except (RuntimeError, ValueError):  # e.g. a sliding-window cache past its window
-            cache = DynamicCache(config=self.model.config)
-            self._run(null_ids[:, :prefix], cache, rows=None)
-        null_rows = self._run(null_ids[:, prefix:], cache, rows=_shift(prepared.null_query_span, prefix))
-        return {layer: values - null_rows[layer][:, :prefix] for layer, values in rows.items()}
-
-    def _run(self, ids, cache, rows):
-        from .capture import CaptureRequest, StopForward, capture
-
-        request = CaptureRequest(
-            self._heads_by_layer,
-            rows,
-            self._stop_after,
-            self.heads.scoring.logit_scale,
-            past_length=cache.get_seq_length(),
-        )
-        with capture(request):
-            try:
-                self._decoder(input_ids=ids, use_cache=True, **{self._cache_arg: cache})
-            except StopForward:
-                pass
-        return request.results
-
-
-def _shift(span: tuple[int, int], offset: int) -> tuple[int, int]:
-    return span[0] - offset, span[1] - offset

@@ -37,6 +37,7 @@ class RerankerSettings:
     max_length: int | None = None  # None: the model's context, capped
     window_tokens: int | str | None = "auto"  # "auto": the heads' setting; None: one prompt
     document_order: str = "auto"  # "auto": the heads' setting; "first_stage", "reversed", "both", "ends"
+    forward: str = "auto"  # "auto": packed on a CPU, sequential elsewhere; "packed"; "sequential"
     threads: int | None = None
 
     def replace(self, **changes: Any) -> "RerankerSettings":
@@ -64,8 +65,9 @@ class RerankerSettings:
         CPU (bfloat16 where it is native): a job resumed on another machine must not mix dtypes."""
         values = {name: json_value(getattr(self, name)) for name in LOADING_FIELDS if name not in ("device", "model")}
         values["dtype"] = self.cpu_dtype() or values["dtype"]
-        if values["document_order"] == "auto":  # as before the setting existed: older jobs still resume
-            del values["document_order"]
+        for name in ("document_order", "forward"):  # as before these settings existed: older jobs still resume
+            if values[name] == "auto":
+                del values[name]
         return dict(sorted(values.items())) | {"model_name_or_path": self.model}
 
     def cpu_dtype(self) -> str | None:
@@ -121,7 +123,8 @@ def json_value(value: Any) -> Any:
 
 def built_settings(reranker: Any) -> dict[str, Any]:
     """What a built reranker actually runs with, as JSON: model, heads (name, method, pairs),
-    method, device, dtype, layers built, max_doc_words, max_length, window_tokens, document_order."""
+    method, device, dtype, layers built, max_doc_words, max_length, window_tokens, document_order,
+    forward."""
     built = dict(reranker.settings())
     heads = built.pop("heads")
     built["heads"] = {"name": heads.name, "method": heads.method, "heads": [list(p) for p in heads.heads]}

@@ -63,16 +63,19 @@ def tokenizer(smollm2_dir):
     return AutoTokenizer.from_pretrained(smollm2_dir)
 
 
+@pytest.mark.parametrize("forward", ["packed", "sequential"])
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "granite", "gemma3"])
 @pytest.mark.parametrize("heads", [[(1, 3), (2, 0), (3, 2)], "all"])
-def test_fast_scores_equal_eager_recomputation(tokenizer, kind, heads):
+def test_fast_scores_equal_eager_recomputation(tokenizer, kind, heads, forward):
     model = _tiny(kind, len(tokenizer)).float().eval()
     eager = copy.deepcopy(model)
     eager.set_attn_implementation("eager")
     if heads == "all":
-        reranker, head_list = CoReReranker(model, tokenizer, method="icr"), naive_reference.all_heads(model.config)
+        reranker = CoReReranker(model, tokenizer, method="icr", forward=forward)
+        head_list = naive_reference.all_heads(model.config)
     else:
-        reranker, head_list = CoReReranker(model, tokenizer, heads=HeadConfig(heads=heads)), heads
+        reranker, head_list = CoReReranker(model, tokenizer, heads=HeadConfig(heads=heads), forward=forward), heads
+    assert reranker.forward == forward
     prepared = reranker.prepare(QUERY, DOCS)
     expected = naive_reference.document_scores(eager, prepared, head_list)
     got = reranker.score(QUERY, DOCS)
@@ -81,9 +84,10 @@ def test_fast_scores_equal_eager_recomputation(tokenizer, kind, heads):
     assert reranker.score("bananas", DOCS) != got
 
 
-def test_shared_full_model_stops_after_the_deepest_head(tokenizer):
+@pytest.mark.parametrize("forward", ["packed", "sequential"])
+def test_shared_full_model_stops_after_the_deepest_head(tokenizer, forward):
     model = _tiny("llama", len(tokenizer)).float().eval()
-    reranker = CoReReranker(model, tokenizer, heads=HeadConfig(heads=[(1, 0)]))
+    reranker = CoReReranker(model, tokenizer, heads=HeadConfig(heads=[(1, 0)]), forward=forward)
     ran = []
     hooks = [
         layer.register_forward_hook(lambda m, i, o, n=n: ran.append(n)) for n, layer in enumerate(model.model.layers)
@@ -92,7 +96,9 @@ def test_shared_full_model_stops_after_the_deepest_head(tokenizer):
     for hook in hooks:
         hook.remove()
     assert set(ran) == {0}  # layer 1 stops inside its attention, layers 2-3 never run
-    assert len(ran) == 3  # shared prefix once, then the query and the N/A suffixes on its KV cache
+    # sequential: shared prefix once, then the query and the N/A suffixes on its KV cache;
+    # packed: all three in one pass
+    assert len(ran) == (3 if forward == "sequential" else 1)
     # and the model still generates normally outside a capture
     ids = torch.tensor([tokenizer("hello")["input_ids"]])
     reference = copy.deepcopy(model)
@@ -118,3 +124,22 @@ def test_logit_scale_override_changes_the_softmax_temperature(tokenizer):
 
     expected = uniform(prepared.query_span) - uniform(prepared.null_query_span)
     assert float(tokens[0]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_packed_forward_equals_sequential_in_windows_and_both_orders(tokenizer):
+    """Several windows, each in two orders, in one packed pass: the scores of one prompt at a time."""
+    model = _tiny("gemma3", len(tokenizer)).float().eval()  # sliding-window layers: windows past 16 tokens
+    docs = DOCS * 3 + ["Gravity of the sun also moves the sea a little."]
+    packed = CoReReranker(model, tokenizer, heads=HeadConfig(heads=[(1, 3), (3, 2)]), window_tokens=40)
+    packed.document_order = "both"
+    assert packed.forward == "packed" and len(packed.windows(QUERY, docs)) > 2
+    got = packed.score(QUERY, docs)
+    packed.forward = "sequential"
+    assert got == pytest.approx(packed.score(QUERY, docs), rel=1e-4, abs=1e-7)
+
+
+def test_forward_setting_is_checked(tokenizer):
+    model = _tiny("llama", len(tokenizer)).float().eval()
+    with pytest.raises(ValueError, match="forward must be one of"):
+        CoReReranker(model, tokenizer, method="icr", forward="fast")
+    assert CoReReranker(model, tokenizer, method="icr").settings()["forward"] == "packed"  # auto on a CPU

@@ -44,7 +44,8 @@ def test_pruned_model_scores_like_the_unpruned_model(make_reranker):
     full = make_reranker(method="core", num_layers_to_keep="all")
     deepest = pruned.heads.deepest_layer
     assert pruned.model.config.num_hidden_layers == deepest + 1 < 30
-    assert len(pruned.model.model.layers) == deepest + 1  # the dropped layers were never built
+    assert len(pruned.model.base_model.layers) == deepest + 1  # the dropped layers were never built
+    assert not hasattr(pruned.model, "lm_head") and hasattr(full.model, "lm_head")  # only "all" can generate
     assert full.model.config.num_hidden_layers == 30
     assert pruned.score(QUERY, DOCS) == pytest.approx(full.score(QUERY, DOCS), rel=1e-5, abs=1e-9)
 

@@ -49,6 +49,13 @@ def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-length", type=int, help="token budget of one prompt (default: the model's context, capped at 32768)"
     )
     add_window_argument(parser)
+    parser.add_argument(
+        "--forward",
+        choices=["auto", "packed", "sequential"],
+        default="auto",
+        help="how prompts run: packed (every window and N/A twin in one forward pass; the CPU default), "
+        "sequential (one prompt at a time on a KV cache; the GPU default), or auto",
+    )
 
 
 def add_window_argument(parser: argparse.ArgumentParser) -> None:
@@ -127,6 +134,7 @@ def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
         max_length=args.max_length,
         window_tokens=args.window_tokens,
         document_order=args.document_order,
+        forward=getattr(args, "forward", "auto"),
         threads=getattr(args, "threads", None),
     )
 

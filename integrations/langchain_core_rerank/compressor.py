@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from core_rerank.adapters import given_reranker, handing_over, load_reranker, loaded_reranker
 from core_rerank.head_config import HeadConfig
+from core_rerank.spans import join_spans, spans_argument
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
 USE_TOP_N: Any = object()  # rerank()'s default: the compressor's own top_n
@@ -73,6 +74,17 @@ class CoReRerank(BaseDocumentCompressor):
     """Order of the documents inside each prompt window: 'auto' the heads' setting, 'first_stage'
     (strongest first), 'reversed' (strongest nearest the query), 'both' (both orders, scores
     averaged: twice the prompts) or 'ends'."""
+    forward: str = "auto"
+    """How prompts run: 'auto', 'packed' (one forward pass for all; the CPU default) or 'sequential'."""
+    relevant_spans: bool | dict[str, Any] | None = None
+    """Evidence spans from the same forward pass (``core_rerank.spans``): ``True`` or settings
+    (``threshold``, ``max_spans``, ``unit``) put ``metadata["relevant_spans"]`` (``[{start, end,
+    score}]`` best first, character offsets into ``page_content``) on each kept document."""
+    cut_to_spans: bool = False
+    """Cut each kept document to its spans: ``page_content`` becomes the spans joined in document
+    order (``" ... "``), ``metadata["full_text"]`` keeps the whole text and
+    ``metadata["relevant_spans"]`` the offsets into it. Asks for spans with the default settings
+    when ``relevant_spans`` is not set. A document with no span keeps its text."""
 
     _reranker: Any = PrivateAttr(default=None)
 
@@ -124,9 +136,22 @@ class CoReRerank(BaseDocumentCompressor):
         if not documents:
             return []
         results = self.reranker.rerank(
-            query, [_core_document(doc) for doc in documents], top_k=limit, score_threshold=self.score_threshold
+            query,
+            [_core_document(doc) for doc in documents],
+            top_k=limit,
+            score_threshold=self.score_threshold,
+            **spans_argument(self._span_settings()),
         )
-        return [{"index": r.index, "relevance_score": r.relevance_score, "raw_score": r.score} for r in results]
+        found = []
+        for r in results:
+            entry = {"index": r.index, "relevance_score": r.relevance_score, "raw_score": r.score}
+            if r.relevant_spans is not None:
+                entry["relevant_spans"] = r.relevant_spans
+            found.append(entry)
+        return found
+
+    def _span_settings(self) -> Any:
+        return self.relevant_spans if self.relevant_spans not in (None, False) or not self.cut_to_spans else True
 
     def compress_documents(
         self,
@@ -135,7 +160,8 @@ class CoReRerank(BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """Copies of the best ``top_n`` documents, best first, with ``metadata["relevance_score"]``
-        (in [0, 1] over this call's documents) and ``metadata["raw_score"]``."""
+        (in [0, 1] over this call's documents) and ``metadata["raw_score"]`` (and the spans, or
+        the text cut to them, with ``relevant_spans`` / ``cut_to_spans``)."""
         documents = list(documents)
         compressed = []
         for result in self.rerank(documents, query):
@@ -143,7 +169,13 @@ class CoReRerank(BaseDocumentCompressor):
             metadata = deepcopy(doc.metadata)
             metadata["relevance_score"] = result["relevance_score"]
             metadata["raw_score"] = result["raw_score"]
-            compressed.append(doc.model_copy(update={"metadata": metadata}))
+            update: dict[str, Any] = {"metadata": metadata}
+            if "relevant_spans" in result:
+                metadata["relevant_spans"] = result["relevant_spans"]
+                if self.cut_to_spans and result["relevant_spans"]:
+                    metadata["full_text"] = doc.page_content
+                    update["page_content"] = join_spans(doc.page_content, result["relevant_spans"])
+            compressed.append(doc.model_copy(update=update))
         return compressed
 
 

@@ -13,6 +13,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from core_rerank.adapters import given_reranker, handing_over, load_reranker, loaded_reranker
 from core_rerank.head_config import HeadConfig
+from core_rerank.spans import join_spans, spans_argument, spans_within
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
 dispatcher = get_dispatcher(__name__)
@@ -101,6 +102,26 @@ class CoReRerank(BaseNodePostprocessor):
             "averaged: twice the prompts) or 'ends'."
         ),
     )
+    forward: str = Field(
+        default="auto",
+        description="How prompts run: 'auto', 'packed' (one forward pass for all; the CPU default) or 'sequential'.",
+    )
+    relevant_spans: bool | dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Evidence spans from the same forward pass (core_rerank.spans): True or settings (threshold, "
+            "max_spans, unit) put metadata['relevant_spans'] ([{start, end, score}] best first, character "
+            "offsets into the node's text) on a copy of each node; the key is hidden from the LLM and embeddings."
+        ),
+    )
+    replace_text_with_spans: bool = Field(
+        default=False,
+        description=(
+            "Replace each returned node's text by its spans joined in document order (' ... '); "
+            "metadata['full_text'] keeps the text (hidden from the LLM). Asks for spans with the default "
+            "settings when relevant_spans is not set. A node with no span keeps its text."
+        ),
+    )
 
     _reranker: Any = PrivateAttr(default=None)
 
@@ -162,19 +183,45 @@ class CoReRerank(BaseNodePostprocessor):
                 EventPayload.TOP_K: top_n,
             },
         ) as event:
+            wanted = self.relevant_spans if self.relevant_spans or not self.replace_text_with_spans else True
             results = self.reranker.rerank(
-                query_bundle.query_str, texts, top_k=self.top_n, score_threshold=self.score_threshold
+                query_bundle.query_str,
+                texts,
+                top_k=self.top_n,
+                score_threshold=self.score_threshold,
+                **spans_argument(wanted),
             )
-            reranked = [NodeWithScore(node=self._node_for(nodes[r.index]), score=r.score) for r in results]
+            reranked = [
+                NodeWithScore(node=self._node_for(nodes[r.index], r.relevant_spans, texts[r.index]), score=r.score)
+                for r in results
+            ]
             event.on_end(payload={EventPayload.NODES: reranked})
 
         dispatcher.event(ReRankEndEvent(nodes=reranked))
         return reranked
 
-    def _node_for(self, node_with_score: NodeWithScore) -> Any:
-        """The node to return: the same node, or a copy carrying the retrieval score."""
+    def _node_for(self, node_with_score: NodeWithScore, spans: list | None = None, ranked: str = "") -> Any:
+        """The node to return: the same node, or a copy carrying the retrieval score and spans."""
         node = node_with_score.node
-        if not self.keep_retrieval_score:
+        if not self.keep_retrieval_score and spans is None:
             return node
-        metadata = {**node.metadata, "retrieval_score": node_with_score.score}
-        return node.model_copy(update={"metadata": metadata})
+        metadata = dict(node.metadata)
+        if self.keep_retrieval_score:
+            metadata["retrieval_score"] = node_with_score.score
+        if spans is None:
+            return node.model_copy(update={"metadata": metadata})
+        text = node.get_content(metadata_mode=MetadataMode.NONE)
+        metadata["relevant_spans"] = spans_within(spans, ranked, text)
+        hidden = ["relevant_spans"]
+        if self.replace_text_with_spans and metadata["relevant_spans"]:
+            metadata["full_text"] = text
+            hidden.append("full_text")
+        update = {
+            "metadata": metadata,
+            "excluded_llm_metadata_keys": [*node.excluded_llm_metadata_keys, *hidden],
+            "excluded_embed_metadata_keys": [*node.excluded_embed_metadata_keys, *hidden],
+        }
+        copy = node.model_copy(update=update)
+        if "full_text" in hidden:
+            copy.set_content(join_spans(text, metadata["relevant_spans"]))
+        return copy
