@@ -38,6 +38,8 @@ class PreparedPrompt:
     ``document_spans[i]`` belongs to ``documents[i]`` (the truncated texts in prompt order).
     ``null_input_ids`` / ``null_query_span`` are the same prompt with the query replaced by
     the content-free query used for calibration; both share the first ``prefix_length`` tokens.
+    ``token_offsets[j]`` is token j's ``(start, end)`` characters in ``text`` and
+    ``document_chars[i]`` the characters of ``documents[i]`` in ``text`` (evidence spans).
     """
 
     input_ids: list[int]
@@ -49,6 +51,8 @@ class PreparedPrompt:
     null_input_ids: list[int]
     null_query_span: tuple[int, int]
     prefix_length: int
+    token_offsets: Sequence[tuple[int, int]] = ()
+    document_chars: Sequence[tuple[int, int]] = ()
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -106,12 +110,12 @@ class PromptBuilder:
         offsets = encoded["offset_mapping"]
         ranges = [(start + shift, end + shift) for start, end in [*doc_chars, query_chars]]
         *doc_spans, query_span = _token_spans(offsets, ranges)
-        return list(encoded["input_ids"]), doc_spans, query_span, text
+        return list(encoded["input_ids"]), doc_spans, query_span, text, offsets, ranges[:-1]
 
     def prepare(self, query: str, documents: Sequence[str]) -> PreparedPrompt:
         """Tokenize the query prompt and its content-free twin (two linear passes)."""
-        ids, doc_spans, query_span, text = self._tokenize(query, documents)
-        null_ids, _, null_span, _ = self._tokenize(self.null_query, documents)
+        ids, doc_spans, query_span, text, offsets, doc_chars = self._tokenize(query, documents)
+        null_ids, _, null_span, *_ = self._tokenize(self.null_query, documents)
         shared = 0
         limit = min(query_span[0], null_span[0])
         while shared < limit and ids[shared] == null_ids[shared]:
@@ -126,6 +130,8 @@ class PromptBuilder:
             null_input_ids=null_ids,
             null_query_span=null_span,
             prefix_length=shared,
+            token_offsets=offsets,
+            document_chars=doc_chars,
         )
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:

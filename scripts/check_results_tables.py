@@ -407,6 +407,15 @@ DTYPE_STUDY = [
 ]
 
 
+def span_study_table() -> list[list[Cell]]:
+    """docs/results.md "Evidence spans": the rules of ``scripts/span_study.py`` from its summary."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import span_study
+
+    record = json.loads((ROOT / "results" / "span_study" / "summary.json").read_text())
+    return [list(row) for row in span_study.markdown_rows(record)]
+
+
 # (where the table is: headings/lines searched in order, first table after the last; its rows,
 #  without the separator line; with_header: the first row is the table's header)
 TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
@@ -590,6 +599,7 @@ TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
         )
         for line, model, out_dir, index in DTYPE_STUDY
     ),
+    (["## Evidence spans", "| rule | NQ-open hit"], span_study_table, False),
 ]
 
 

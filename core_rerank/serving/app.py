@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..errors import InputError
 from . import dialects
 from .errors import APIError
 from .metrics import Metrics
@@ -39,6 +40,7 @@ from .schemas import (
     TEIResult,
     describe_validation_error,
     document_text,
+    span_options,
 )
 from .service import LocalScorer, RerankService
 
@@ -234,7 +236,11 @@ def _add_rerank_routes(app: FastAPI, service: Callable[[], RerankService], max_b
         except ValueError as exc:
             raise APIError(400, f"invalid request: {exc}") from None
         request.state.documents = len(texts)
-        ranked = await svc.rank(req.query, texts, req.max_tokens_per_doc)
+        try:
+            spans = span_options(getattr(req, "relevant_spans", None))
+        except InputError as exc:
+            raise APIError(422, f"invalid request: relevant_spans: {exc}") from None
+        ranked = await svc.rank(req.query, texts, req.max_tokens_per_doc, spans)
         return_documents = req.return_documents if req.return_documents is not None else version == 1
         reply = svc.cohere(ranked, req.documents, texts, req.top_n, return_documents, version)
         return {**reply, **dialects.weaviate_fields(req.query, ranked, texts)} if weaviate else reply

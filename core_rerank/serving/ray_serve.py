@@ -49,11 +49,13 @@ class RerankModel:
     def __init__(self, settings: RerankerSettings, max_queue: int, timeout_s: float | None):
         self.scorer = LocalScorer(settings.load(), max_queue=max_queue, timeout_s=timeout_s)
 
-    async def rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None) -> dict[str, Any]:
+    async def rank(
+        self, query: str, texts: list[str], max_tokens_per_doc: int | None, relevant_spans: Any = None
+    ) -> dict[str, Any]:
         """``{"ranked": Ranked fields}`` or ``{"error": APIError fields}`` (errors travel as data,
         so the ingress tells a refused request from a dead replica)."""
         try:
-            return {"ranked": asdict(await self.scorer.rank(query, texts, max_tokens_per_doc))}
+            return {"ranked": asdict(await self.scorer.rank(query, texts, max_tokens_per_doc, relevant_spans))}
         except APIError as exc:
             return {"error": {"status": exc.status, "message": exc.message, "kind": exc.kind, "headers": exc.headers}}
 
@@ -76,10 +78,12 @@ class HandleScorer:
     async def settings(self) -> dict[str, Any]:
         return await self._call("settings")
 
-    async def rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None = None) -> Ranked:
+    async def rank(
+        self, query: str, texts: list[str], max_tokens_per_doc: int | None = None, relevant_spans: Any = None
+    ) -> Ranked:
         self.in_flight += 1
         try:
-            out = await self._call("rank", query, texts, max_tokens_per_doc)
+            out = await self._call("rank", query, texts, max_tokens_per_doc, relevant_spans)
         finally:
             self.in_flight -= 1
         if "error" in out:

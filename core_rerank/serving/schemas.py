@@ -54,6 +54,34 @@ class RerankRequestV2(_Request):
     documents: list[str | dict[str, Any]]
     max_tokens_per_doc: int | None = Field(default=4096, gt=0)
     return_documents: bool | None = None
+    relevant_spans: Any = Field(
+        default=None, description='{mode: "enabled"|"disabled", threshold (0.1), max_spans}: checked by span_options'
+    )
+
+
+class RelevantSpansRequest(BaseModel):
+    """Cohere v2 ``relevant_spans``. An object without ``mode`` asks for spans."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+    mode: Literal["enabled", "disabled"] = "enabled"
+    threshold: float = Field(default=0.1, ge=0.0, le=1.0)
+    max_spans: int | None = Field(default=None, ge=1)
+
+
+def span_options(value: Any) -> dict[str, Any] | None:
+    """``rerank(relevant_spans=...)`` settings from a v2 request's field (``None``: no spans);
+    a bad value is an ``InputError`` (the route answers 422)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InputError('relevant_spans must be an object {mode: "enabled"|"disabled", threshold, max_spans}')
+    try:
+        options = RelevantSpansRequest.model_validate(value)
+    except ValidationError as exc:
+        raise InputError(describe_validation_error(exc)) from None
+    if options.mode == "disabled":
+        return None
+    return {"threshold": options.threshold, "max_spans": options.max_spans}
 
 
 class TEIRerankRequest(BaseModel):
@@ -137,6 +165,9 @@ class RerankResultItem(BaseModel):
     relevance_score: float
     raw_score: float | None
     document: dict[str, Any] | None = Field(default=None, description="present when return_documents")
+    relevant_spans: list[dict[str, Any]] | None = Field(
+        default=None, description="v2 with relevant_spans enabled: [{start, end, score}] best first"
+    )
 
 
 class Usage(BaseModel):

@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import InputError
 from ..scoring import relevance_scores
 from ..settings import built_settings
+from ..spans import spans_argument
 from ..utils import json_float
 from .errors import APIError
 from .worker import ModelWorker, OverDeadline, QueueFull, RequestTimeout
@@ -36,6 +37,7 @@ class Ranked:
     relevance: list[float]
     prompt_tokens: int = 0
     total_tokens: int = 0
+    spans: list[list[dict[str, Any]]] | None = None  # per input document, with relevant_spans
 
 
 class LocalScorer:
@@ -60,11 +62,15 @@ class LocalScorer:
             return {}
         return built_settings(self.reranker)
 
-    async def rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None = None) -> Ranked:
+    async def rank(
+        self, query: str, texts: list[str], max_tokens_per_doc: int | None = None, relevant_spans: Any = None
+    ) -> Ranked:
         """Score on the model thread; a full queue, or a request that would not finish in time at
         the recent pace (``ModelWorker``), is 503 with Retry-After; a timeout 504, bad input 400."""
         try:
-            return await self.worker.run(lambda: self._rank(query, texts, max_tokens_per_doc), cost=len(texts))
+            return await self.worker.run(
+                lambda: self._rank(query, texts, max_tokens_per_doc, relevant_spans), cost=len(texts)
+            )
         except QueueFull as exc:
             raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from None
         except OverDeadline as exc:
@@ -74,12 +80,15 @@ class LocalScorer:
         except InputError as exc:  # the reranker refused this input; anything else is a bug (500)
             raise APIError(400, str(exc)) from None
 
-    def _rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None) -> Ranked:
-        texts = self._cap_tokens(texts, max_tokens_per_doc)
-        results = self.reranker.rerank(query, texts)
+    def _rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None, relevant_spans: Any = None) -> Ranked:
+        texts = self._cap_tokens(texts, max_tokens_per_doc)  # a prefix of each text: span offsets hold
+        results = self.reranker.rerank(query, texts, **spans_argument(relevant_spans))
         raw = [0.0] * len(texts)
+        spans: list[list[dict[str, Any]]] | None = [[] for _ in texts] if relevant_spans else None
         for result in results:
             raw[result.index] = float(result.score)
+            if spans is not None:
+                spans[result.index] = list(result.relevant_spans or [])
         usage = getattr(self.reranker, "last_usage", None) or {}
         return Ranked(
             [r.index for r in results],
@@ -87,6 +96,7 @@ class LocalScorer:
             relevance_scores(raw),
             int(usage.get("prompt_tokens", 0)),
             int(usage.get("total_tokens", 0)),
+            spans,
         )
 
     def _cap_tokens(self, texts: list[str], limit: int | None) -> list[str]:
@@ -139,8 +149,13 @@ class RerankService:
                 400, f"too many documents: {count} sent, at most {self.max_documents} a request (--max-documents)"
             )
 
-    async def rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None = None) -> Ranked:
+    async def rank(
+        self, query: str, texts: list[str], max_tokens_per_doc: int | None = None, relevant_spans: Any = None
+    ) -> Ranked:
+        """``relevant_spans``: ``rerank``'s span settings (v2), passed on only when set."""
         self.check_documents(len(texts))
+        if relevant_spans:
+            return await self.scorer.rank(query, texts, max_tokens_per_doc, relevant_spans)
         return await self.scorer.rank(query, texts, max_tokens_per_doc)
 
     # ------------------------------------------------------------------ responses
@@ -163,6 +178,8 @@ class RerankService:
             }
             if return_documents:
                 item["document"] = _returned_document(documents[i], texts[i])
+            if ranked.spans is not None:
+                item["relevant_spans"] = ranked.spans[i]
             results.append(item)
         return {
             "id": str(uuid.uuid4()),

@@ -14,6 +14,7 @@ from pyterrier.model import add_ranks
 from core_rerank import adapters
 from core_rerank.adapters import given_reranker, handing_over, load_reranker, loaded_reranker
 from core_rerank.head_config import HeadConfig
+from core_rerank.spans import spans_argument, spans_within
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
 QUERY_COLUMNS = ("qid", "query", "docno")
@@ -59,13 +60,17 @@ class CoReReRanker(pt.Transformer):
         text_field: str = "text",
         title_field: str | None = None,
         verbose: bool = False,
+        relevant_spans: bool | dict[str, Any] | None = None,
         **loading_settings: Any,
     ) -> None:
         """``model`` … ``window_tokens`` (and any further name of
         ``core_rerank.adapters.LOADING_SETTINGS``) load the model as in the other adapters.
         ``text_field``: the column holding each document's text. ``title_field``: an optional
         column with a title, read before the text as the core reads ``{"title", "text"}``
-        (BEIR style); ``None``: the text alone. ``verbose``: a progress bar over queries."""
+        (BEIR style); ``None``: the text alone. ``verbose``: a progress bar over queries.
+        ``relevant_spans``: ``True`` or span settings (``core_rerank.spans``) add a
+        ``relevant_spans`` column: per row ``[{start, end, score}]`` best first, character
+        offsets into the ``text_field`` text."""
         if "reranker" in loading_settings:
             raise TypeError("CoReReRanker(reranker=...) does not exist: use CoReReRanker.from_reranker(reranker)")
         explicit = dict(
@@ -82,6 +87,7 @@ class CoReReRanker(pt.Transformer):
         self.text_field = text_field
         self.title_field = title_field
         self.verbose = verbose
+        self.relevant_spans = relevant_spans
         given = given_reranker()
         # The model is loaded once, here (unless from_reranker hands one over), never per call.
         self._reranker: Any = given if given is not None else load_reranker(self)
@@ -90,7 +96,8 @@ class CoReReRanker(pt.Transformer):
     def from_reranker(cls, reranker: Any, **settings: Any) -> CoReReRanker:
         """A transformer around an already-built ``core_rerank.CoReReranker`` (nothing is loaded).
 
-        ``settings`` are the transformer's own (``text_field``, ``title_field``, ``verbose``); the
+        ``settings`` are the transformer's own (``text_field``, ``title_field``, ``verbose``,
+        ``relevant_spans``); the
         loading settings are taken from the reranker (``CoReReranker.settings()``)."""
         with handing_over(reranker, settings, "transformer") as described:
             return cls(**described, **settings)
@@ -120,21 +127,29 @@ class CoReReRanker(pt.Transformer):
     def transform_outputs(self, input_columns: list[str]) -> list[str]:
         """The output columns for these input columns (``pt.inspect``); checks them first."""
         self._check_columns(input_columns)
-        return [c for c in input_columns if c not in ("score", "rank")] + ["score", "rank"]
+        spans = ["relevant_spans"] if self.relevant_spans else []
+        return [c for c in input_columns if c not in ("score", "rank", *spans)] + [*spans, "score", "rank"]
 
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Score every query's rows in one listwise call; returns them with ``score`` and ``rank``."""
         self._check_columns(inp.columns)
-        out = inp.drop(columns=["score", "rank"], errors="ignore").reset_index(drop=True)
+        out = inp.drop(columns=["score", "rank", "relevant_spans"], errors="ignore").reset_index(drop=True)
         scores = np.full(len(out), -np.inf, dtype="float64")
+        spans: list[Any] = [[] for _ in range(len(out))]
         groups: Iterable[tuple[Any, pd.DataFrame]] = out.groupby("qid", sort=False)
         if self.verbose:
             groups = pt.tqdm(groups, desc=str(self), unit="q", total=out["qid"].nunique())
         for _, rows in groups:
-            results = self.reranker.rerank(rows["query"].iloc[0], self._documents(rows))
+            documents = self._documents(rows)
+            results = self.reranker.rerank(rows["query"].iloc[0], documents, **spans_argument(self.relevant_spans))
             positions = rows.index.to_numpy()
             for result in results:
                 scores[positions[result.index]] = result.score
+                if result.relevant_spans is not None:
+                    text = _text(rows[self.text_field].iloc[result.index])
+                    spans[positions[result.index]] = spans_within(result.relevant_spans, result.text, text)
+        if self.relevant_spans:
+            out["relevant_spans"] = spans
         out["score"] = scores
         with warnings.catch_warnings():  # add_ranks uses drop(inplace=True), which pandas 3.1 deprecates
             warnings.filterwarnings("ignore", message="The inplace keyword", category=DeprecationWarning)

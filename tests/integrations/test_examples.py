@@ -72,10 +72,27 @@ def test_lancedb_example_runs_hybrid_search_then_core(examples, capsys):
     assert out.split("  Answer: ")[1].split("\n")[0].strip(), "the local LLM produced no answer"
 
 
+def test_spans_app_sends_fewer_tokens(examples, capsys):
+    import re
+
+    import spans_qa
+
+    spans_qa.main([*ARGS, "--max-spans", "1"])
+    out = capsys.readouterr().out
+    assert out.count("  Answer: ") == 2 and out.count("as spans; answer in spans: ") == 2
+    per_question = [(int(a), int(b)) for a, b in re.findall(r"Context: (\d+) tokens in full, (\d+) as spans", out)]
+    assert len(per_question) == 2 and all(0 < cut < full for full, cut in per_question)
+    total = re.search(r"Context tokens: (\d+) in full, (\d+) as spans .* full passages (\d)/2, spans (\d)/2", out)
+    assert (
+        total and int(total[1]) == sum(f for f, _ in per_question) and int(total[2]) == sum(c for _, c in per_question)
+    )
+    assert int(total[4]) <= int(total[3])  # spans are part of the passages: never more answers than in full
+
+
 def test_scripts_start_as_a_user_runs_them():
     import importlib.util
 
-    scripts = [*SCRIPTS, *(["pyterrier_experiment.py"] if importlib.util.find_spec("pyterrier") else [])]
+    scripts = [*SCRIPTS, "spans_qa.py", *(["pyterrier_experiment.py"] if importlib.util.find_spec("pyterrier") else [])]
     scripts += ["lancedb_qa.py"] if importlib.util.find_spec("lancedb") else []
     procs = [
         subprocess.Popen(

@@ -100,6 +100,7 @@ def test_yaml_round_trip_reloads_the_same_settings(short_reranker, nq, monkeypat
         "score_threshold",
         "meta_fields_to_embed",
         "meta_data_separator",
+        "relevant_spans",
     }
     assert HeadConfig.from_dict(params["heads"]) == short_reranker.heads and isinstance(again.heads, HeadConfig)
     assert params["max_doc_words"] == SHORT_WORDS

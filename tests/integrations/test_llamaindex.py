@@ -85,6 +85,8 @@ def test_to_dict_has_every_public_setting(shared_reranker):
         "window_tokens",
         "document_order",
         "score_threshold",
+        "relevant_spans",
+        "replace_text_with_spans",
         "class_name",
     }
     assert data["class_name"] == "CoReRerank"

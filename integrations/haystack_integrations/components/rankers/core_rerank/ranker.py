@@ -13,9 +13,10 @@ from haystack.core.errors import DeserializationError
 from core_rerank import adapters
 from core_rerank.adapters import given_reranker, handing_over, loaded_reranker
 from core_rerank.head_config import HeadConfig
+from core_rerank.spans import spans_argument, spans_within
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
-_OWN_SETTINGS = ("top_k", "score_threshold", "meta_fields_to_embed", "meta_data_separator")
+_OWN_SETTINGS = ("top_k", "score_threshold", "meta_fields_to_embed", "meta_data_separator", "relevant_spans")
 
 
 @component
@@ -58,6 +59,7 @@ class CoReRanker:
         score_threshold: float | None = None,
         meta_fields_to_embed: list[str] | None = None,
         meta_data_separator: str = "\n",
+        relevant_spans: bool | dict[str, Any] | None = None,
         **loading_settings: Any,
     ) -> None:
         """
@@ -82,6 +84,10 @@ class CoReRanker:
         :param meta_fields_to_embed: Meta fields put before the content, joined with
             ``meta_data_separator``, in the text that is ranked.
         :param meta_data_separator: Separator between the meta fields and the content.
+        :param relevant_spans: Evidence spans from the same forward pass (``core_rerank.spans``):
+            ``True`` or settings (``threshold``, ``max_spans``, ``unit``) put
+            ``meta["relevant_spans"]`` (``[{start, end, score}]`` best first, character offsets
+            into ``content``) on each returned Document.
         :param loading_settings: Any further loading setting of ``core_rerank.adapters.LOADING_SETTINGS``
             (passed to ``CoReReranker.from_pretrained``; its default there when left out).
         :raises ValueError: If ``top_k`` is not > 0.
@@ -107,6 +113,7 @@ class CoReRanker:
         self.score_threshold = score_threshold
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.meta_data_separator = meta_data_separator
+        self.relevant_spans = relevant_spans
         # from_reranker hands an already-loaded reranker over; otherwise warm_up() loads one.
         self._reranker: Any = given_reranker()
 
@@ -186,8 +193,18 @@ class CoReRanker:
         if not documents:
             return {"documents": []}
         self.warm_up()
-        results = self._reranker.rerank(query, self._texts(documents), top_k=top_k, score_threshold=score_threshold)
-        return {"documents": [replace(documents[r.index], score=r.score) for r in results]}
+        texts = self._texts(documents)
+        results = self._reranker.rerank(
+            query, texts, top_k=top_k, score_threshold=score_threshold, **spans_argument(self.relevant_spans)
+        )
+        return {"documents": [self._ranked(documents[r.index], r, texts[r.index]) for r in results]}
+
+    def _ranked(self, document: Document, result: Any, text: str) -> Document:
+        """A copy of ``document`` with its score (and its spans, as offsets into ``content``)."""
+        if result.relevant_spans is None:
+            return replace(document, score=result.score)
+        spans = spans_within(result.relevant_spans, text, document.content or "")
+        return replace(document, score=result.score, meta={**document.meta, "relevant_spans": spans})
 
     @component.output_types(documents=list[Document])
     async def run_async(
