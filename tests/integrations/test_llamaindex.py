@@ -84,6 +84,7 @@ def test_to_dict_has_every_public_setting(shared_reranker):
         "max_length",
         "window_tokens",
         "document_order",
+        "forward",
         "score_threshold",
         "relevant_spans",
         "replace_text_with_spans",
