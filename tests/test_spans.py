@@ -240,3 +240,17 @@ def test_spans_within_and_join_spans():
     assert (
         sp.join_spans(whole, [{"start": 0, "end": 10, "score": 1}, {"start": 5, "end": 15, "score": 1}]) == whole[:15]
     )
+
+
+def test_packed_and_sequential_forwards_give_the_same_spans(core, setting):
+    setting(window_tokens=48)
+    found = {}
+    for forward in ("packed", "sequential"):
+        setting(forward=forward)
+        found[forward] = {
+            r.index: r.relevant_spans for r in core.rerank(QUERY, DOCS, relevant_spans={"threshold": 0.0})
+        }
+    for index, spans in found["packed"].items():
+        other = found["sequential"][index]
+        assert [(s["start"], s["end"]) for s in spans] == [(s["start"], s["end"]) for s in other]
+        assert [s["score"] for s in spans] == pytest.approx([s["score"] for s in other], abs=1e-4)
