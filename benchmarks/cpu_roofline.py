@@ -66,13 +66,14 @@ def model_shapes(config, rows: int) -> dict[str, tuple[int, int, int]]:
     }
 
 
-def gemm_table(torch, config, rows: int, large: bool = True) -> dict[str, dict[str, float]]:
-    """GFLOP/s per dtype: 4096^3 (when ``large``) and each model shape at ``rows`` rows."""
+def gemm_table(torch, config, rows: int, large: bool = True, seconds: float = 0.5) -> dict[str, dict[str, float]]:
+    """GFLOP/s per dtype: 4096^3 (when ``large``) and each model shape at ``rows`` rows, each
+    timed for about ``seconds``."""
     table = {}
     for name, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
         rates = {"4096^3": gemm_gflops(torch, 4096, 4096, 4096, dtype, seconds=1.0)} if large else {}
         for shape, (m, k, n) in model_shapes(config, rows).items():
-            rates[shape] = gemm_gflops(torch, m, k, n, dtype)
+            rates[shape] = gemm_gflops(torch, m, k, n, dtype, seconds)
         table[name] = {key: round(value, 1) for key, value in rates.items()}
     return table
 
@@ -231,6 +232,14 @@ def cold_start(dtype: str, repeats: int = 2) -> dict[str, float]:
     return out
 
 
+def report(figures: dict, out: Path | None) -> None:
+    """Print the figures as JSON, and write them to ``out`` when given."""
+    print(json.dumps(figures, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -279,10 +288,7 @@ def main() -> None:
     }
     if args.cold_start:
         figures["cold_start"] = cold_start(args.dtype)
-    print(json.dumps(figures, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    report(figures, args.out)
 
 
 if __name__ == "__main__":
