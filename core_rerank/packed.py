@@ -60,6 +60,13 @@ class PackedRequest:
     def __post_init__(self) -> None:
         self.rows = [{} for _ in self.segments]
         self.null_rows = [{} for _ in self.segments]
+        self._layouts: dict[Any, Layout] = {}
+
+    def layout(self, device: torch.device) -> "Layout":
+        """The batch layout of the segments (built once, on ``device``)."""
+        if device not in self._layouts:
+            self._layouts[device] = build_layout(self.segments, device)
+        return self._layouts[device]
 
 
 def pack(prompts: Sequence[PreparedPrompt], calibrate: bool) -> tuple[list[int], list[int], list[Segment]]:
@@ -107,7 +114,7 @@ def packed_groups(prompts: Sequence[PreparedPrompt], budget: int, calibrate: boo
 def attend(
     request: PackedRequest, module: Any, query, key, value, scaling: float | None, capture_only: bool = False
 ) -> torch.Tensor:
-    """One layer's attention over the packed sequence, segment by segment ([1, T, heads, dim]).
+    """One layer's attention over the packed sequence ([1, T, heads, dim]).
 
     ``query`` is [1, heads, T, dim], ``key`` and ``value`` [1, kv heads, T, dim], post-RoPE.
     Selected layers also capture their rows into ``request``; with ``capture_only`` (the last
@@ -116,36 +123,122 @@ def attend(
     layer: int = getattr(module, "layer_idx", -1)
     window = getattr(module, "sliding_window", None)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-    capture_scale = request.logit_scale if request.logit_scale is not None else scale
     heads = request.heads_by_layer.get(layer)
-    output = query.new_empty((1, query.shape[2], query.shape[1], query.shape[3]))
+    if heads:
+        capture_scale = request.logit_scale if request.logit_scale is not None else scale
+        _capture(request, layer, heads, query, key, capture_scale, window)
+    if capture_only:
+        return query.new_empty((1, query.shape[2], query.shape[1], query.shape[3]))
+    return _batched_attention(request.layout(query.device), query, key, value, scale, window)
+
+
+def _capture(request: PackedRequest, layer: int, heads: list[int], query, key, scale: float, window) -> None:
+    """Each segment's selected-head rows, for its prompt and its N/A suffix."""
     for index, segment in enumerate(request.segments):
         main = slice(segment.start, segment.start + segment.length)
-        q, k, v = query[:, :, main], key[:, :, main], value[:, :, main]
         positions = torch.arange(segment.length, device=query.device)
-        if not capture_only:
-            output[0, main] = _attention(q, k, v, positions, positions, scale, window)[0].transpose(0, 1)
-        if heads:
-            request.rows[index][layer] = _mean_rows(
-                q, k, heads, segment.rows, positions, capture_scale, window, segment.prefix
-            )
+        request.rows[index][layer] = _mean_rows(
+            query[:, :, main], key[:, :, main], heads, segment.rows, positions, scale, window, segment.prefix
+        )
         if segment.null_start is None:
             continue
         null = slice(segment.null_start, segment.null_start + segment.null_length)
         prefix = slice(segment.start, segment.start + segment.prefix)
-        qn = query[:, :, null]
-        kn = torch.cat([key[:, :, prefix], key[:, :, null]], dim=2)
-        vn = torch.cat([value[:, :, prefix], value[:, :, null]], dim=2)
-        key_positions = torch.arange(segment.prefix + segment.null_length, device=query.device)
-        query_positions = key_positions[segment.prefix :]
-        if not capture_only:
-            output[0, null] = _attention(qn, kn, vn, query_positions, key_positions, scale, window)[0].transpose(0, 1)
-        if heads:
-            rows = (segment.null_rows[0] - segment.prefix, segment.null_rows[1] - segment.prefix)
-            request.null_rows[index][layer] = _mean_rows(
-                qn, kn, heads, rows, query_positions, capture_scale, window, segment.prefix
-            )
-    return output
+        keys = torch.cat([key[:, :, prefix], key[:, :, null]], dim=2)
+        query_positions = torch.arange(segment.prefix, segment.prefix + segment.null_length, device=query.device)
+        rows = (segment.null_rows[0] - segment.prefix, segment.null_rows[1] - segment.prefix)
+        request.null_rows[index][layer] = _mean_rows(
+            query[:, :, null], keys, heads, rows, query_positions, scale, window, segment.prefix
+        )
+
+
+@dataclass
+class Layout:
+    """Gather indices that lay the packed segments out as one padded batch per kind of part.
+
+    Prompts: ``prompt_index`` [n, L] (each row a prompt's tokens, padded by repeating its last
+    token: under a causal mask the real rows never see the padding). N/A suffixes: queries
+    ``null_query_index`` [n, N], keys ``null_key_index`` [n, P + N] (the prompt's prefix, then
+    the suffix), ``null_positions`` / ``null_key_positions`` their positions (padding: -1).
+    ``*_rows`` pick the real rows of the flattened batch, ``*_targets`` their packed positions.
+    """
+
+    prompt_index: torch.Tensor
+    prompt_rows: torch.Tensor
+    prompt_targets: torch.Tensor
+    null_query_index: torch.Tensor | None = None
+    null_key_index: torch.Tensor | None = None
+    null_positions: torch.Tensor | None = None
+    null_key_positions: torch.Tensor | None = None
+    null_rows: torch.Tensor | None = None
+    null_targets: torch.Tensor | None = None
+
+
+def _padded(parts: list[list[int]], pad_with_last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """[n, max length] of ``parts`` padded (with each part's last value, or -1), the flat row
+    numbers of the real entries and those entries' values."""
+    width = max(len(part) for part in parts)
+    table = [part + [part[-1] if pad_with_last else -1] * (width - len(part)) for part in parts]
+    rows = [i * width + j for i, part in enumerate(parts) for j in range(len(part))]
+    values = [value for part in parts for value in part]
+    return torch.tensor(table), torch.tensor(rows), torch.tensor(values)
+
+
+def build_layout(segments: Sequence[Segment], device: torch.device) -> Layout:
+    prompts = [list(range(s.start, s.start + s.length)) for s in segments]
+    index, rows, targets = _padded(prompts, pad_with_last=True)
+    layout = Layout(index.to(device), rows.to(device), targets.to(device))
+    if segments and segments[0].null_start is not None:
+        queries = [list(range(s.null_start or 0, (s.null_start or 0) + s.null_length)) for s in segments]
+        keys = [list(range(s.start, s.start + s.prefix)) + q for s, q in zip(segments, queries)]
+        query_index, null_rows, null_targets = _padded(queries, pad_with_last=True)
+        key_index = _padded(keys, pad_with_last=True)[0]
+        query_positions = _padded([list(range(s.prefix, s.prefix + s.null_length)) for s in segments], False)[0]
+        key_positions = _padded([list(range(s.prefix + s.null_length)) for s in segments], False)[0]
+        layout.null_query_index, layout.null_key_index = query_index.to(device), key_index.to(device)
+        layout.null_positions, layout.null_key_positions = query_positions.to(device), key_positions.to(device)
+        layout.null_rows, layout.null_targets = null_rows.to(device), null_targets.to(device)
+    return layout
+
+
+def _batched_attention(layout: Layout, query, key, value, scale: float, window: int | None) -> torch.Tensor:
+    """Attention of every prompt, then of every N/A suffix, each kind as one sdpa call."""
+    heads, dim = query.shape[1], query.shape[3]
+    output = query.new_empty((query.shape[2], heads, dim))
+    q, k, v = query[0], key[0], value[0]  # [heads, T, dim]
+    gqa = q.shape[0] != k.shape[0]  # each KV head serves several query heads (no copies made)
+    index = layout.prompt_index
+    mask = None
+    if window:  # sliding window: causal within the window
+        positions = torch.arange(index.shape[1], device=q.device)
+        mask = ~_blocked(positions, positions, window)
+    batch = F.scaled_dot_product_attention(
+        q[:, index].transpose(0, 1),
+        k[:, index].transpose(0, 1),
+        v[:, index].transpose(0, 1),
+        attn_mask=mask,
+        is_causal=mask is None,
+        scale=scale,
+        enable_gqa=gqa,
+    )  # [n, heads, L, dim]
+    output[layout.prompt_targets] = batch.transpose(1, 2).reshape(-1, heads, dim)[layout.prompt_rows]
+    if layout.null_query_index is not None:
+        assert layout.null_positions is not None and layout.null_key_positions is not None
+        query_positions, key_positions = layout.null_positions, layout.null_key_positions
+        allowed = (key_positions.unsqueeze(1) <= query_positions.unsqueeze(2)) & (key_positions.unsqueeze(1) >= 0)
+        if window:
+            allowed &= key_positions.unsqueeze(1) > query_positions.unsqueeze(2) - window
+        allowed[:, :, 0] |= query_positions < 0  # padding rows see one key (no empty softmax)
+        batch = F.scaled_dot_product_attention(
+            q[:, layout.null_query_index].transpose(0, 1),
+            k[:, layout.null_key_index].transpose(0, 1),
+            v[:, layout.null_key_index].transpose(0, 1),
+            attn_mask=allowed.unsqueeze(1),
+            scale=scale,
+            enable_gqa=gqa,
+        )
+        output[layout.null_targets] = batch.transpose(1, 2).reshape(-1, heads, dim)[layout.null_rows]
+    return output.unsqueeze(0)
 
 
 def _blocked(query_positions, key_positions, window: int | None) -> torch.Tensor:
@@ -154,15 +247,6 @@ def _blocked(query_positions, key_positions, window: int | None) -> torch.Tensor
     if window:
         blocked |= key_positions.unsqueeze(0) <= query_positions.unsqueeze(1) - window
     return blocked
-
-
-def _attention(q, k, v, query_positions, key_positions, scale: float, window: int | None) -> torch.Tensor:
-    """sdpa of one segment; plain causal when the queries are the keys and no window applies."""
-    gqa = q.shape[1] != k.shape[1]  # each KV head serves several query heads (no copies made)
-    if not window and q.shape[2] == k.shape[2]:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
-    allowed = ~_blocked(query_positions, key_positions, window)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale, enable_gqa=gqa)
 
 
 def _mean_rows(q, k, heads, rows, positions, scale, window, prefix) -> torch.Tensor:

@@ -3,7 +3,7 @@
 - ``NONE_SETTINGS``: one prompt (the preset has 600-token windows), no word cut, the layers the
   heads need, the model's own budget, the preset's method, heads and document order, float32;
 - ``SET_SETTINGS``: 123-token windows, 17 words, 27 layers, a 3,000-token budget, QR-R with the
-  QR preset, documents in reversed order, bfloat16.
+  QR preset, documents in reversed order, bfloat16, the sequential forward.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ NONE_BUILT = dict(
     heads="smollm2-135m-instruct",
     dtype="float32",
     document_order="first_stage",  # the preset's ("auto")
+    forward="packed",  # "auto" on a CPU
 )
 SET_SETTINGS = dict(
     window_tokens=123,
@@ -30,6 +31,7 @@ SET_SETTINGS = dict(
     heads="smollm2-135m-instruct-qr",
     dtype="bfloat16",
     document_order="reversed",
+    forward="sequential",
 )
 SET_BUILT = {**SET_SETTINGS}
 

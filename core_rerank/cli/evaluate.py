@@ -131,6 +131,7 @@ def run_eval(args: argparse.Namespace) -> int:
         window_tokens=args.window_tokens,
         sweep_order=tuple(parse_sweep_order(args.sweep_order)),
         document_order=args.document_order,
+        forward=args.forward,
         max_queries=args.max_queries,
         device=args.device,
         dtype=args.dtype,

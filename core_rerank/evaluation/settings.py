@@ -29,6 +29,7 @@ class EvalSettings:
     window_tokens: Any = "auto"  # every entry's window size; "auto": the heads' own setting
     sweep_order: tuple[str, ...] = ()  # orders inside each window (first_stage, reversed, both, ends)
     document_order: str = "auto"  # every entry's order inside each window; "auto": the heads' own
+    forward: str = "auto"  # how prompts run (core_rerank.forward): same scores, other speed
     prune: tuple[float, ...] = ()
     max_queries: int | None = None
     device: str | None = None
@@ -60,5 +61,6 @@ class EvalSettings:
             max_length=self.max_length,
             window_tokens=spec.window_tokens,
             document_order=spec.document_order,
+            forward=self.forward,
             threads=self.threads_per_worker,
         )
