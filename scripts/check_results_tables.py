@@ -416,6 +416,33 @@ def span_study_table() -> list[list[Cell]]:
     return [list(row) for row in span_study.markdown_rows(record)]
 
 
+def first_stage_table() -> list[list[Cell]]:
+    """docs/results.md "Dense first stage": each first stage and CoRe-R over it (results/first_stage/),
+    with CoRe-R's mean per-query nDCG@10 difference to its first stage and the standard error."""
+
+    def pair(data: str, first_stage: str) -> list[Cell]:
+        name = f"first_stage/{data}_{first_stage}_depth40_w80.json"
+        fs, core = entry(name, "first-stage")["per_query"], entry(name, "core")["per_query"]
+        diffs = [core[q]["metrics"]["ndcg@10"] - fs[q]["metrics"]["ndcg@10"] for q in core]
+        mean = sum(diffs) / len(diffs)
+        se = (sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)) ** 0.5
+        alone = x100(summary(name, "first-stage")["ndcg@10"], 1)
+        sign = "+" if mean >= 0 else "-"
+        change = cat(
+            x100(summary(name, "core")["ndcg@10"], 1), f" ({sign}", x100(abs(mean), 1), " ± ", x100(se, 1), ")"
+        )
+        return [alone, change]
+
+    def alone(first_stage: str) -> Cell:
+        return x100(summary(f"first_stage/scifact_{first_stage}_first-stage_all.json", "first-stage")["ndcg@10"], 1)
+
+    return [
+        ["SciFact test, first 100 judged queries (qrels order)", *pair("scifact", "dense"), *pair("scifact", "bm25")],
+        ["SciFact test, all 300 (first stages only)", alone("dense"), "-", alone("bm25"), "-"],
+        ["TREC DL19 (43 queries)", *pair("dl19", "dense"), *pair("dl19", "bm25")],
+    ]
+
+
 # (where the table is: headings/lines searched in order, first table after the last; its rows,
 #  without the separator line; with_header: the first row is the table's header)
 TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
@@ -600,6 +627,7 @@ TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
         for line, model, out_dir, index in DTYPE_STUDY
     ),
     (["## Evidence spans", "| rule | NQ-open hit"], span_study_table, False),
+    (["## Dense first stage (all-MiniLM-L6-v2)"], first_stage_table, False),
 ]
 
 
