@@ -49,6 +49,11 @@ def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-length", type=int, help="token budget of one prompt (default: the model's context, capped at 32768)"
     )
     add_window_argument(parser)
+
+
+def add_window_argument(parser: argparse.ArgumentParser) -> None:
+    """``--window-tokens``: document tokens per prompt window; ``--document-order``: their order in it;
+    ``--forward``: how the prompts run (every command that builds prompts, ``eval`` included)."""
     parser.add_argument(
         "--forward",
         choices=["auto", "packed", "sequential"],
@@ -56,10 +61,6 @@ def add_reranker_arguments(parser: argparse.ArgumentParser) -> None:
         help="how prompts run: packed (every window and N/A twin in one forward pass; the CPU default), "
         "sequential (one prompt at a time on a KV cache; the GPU default), or auto",
     )
-
-
-def add_window_argument(parser: argparse.ArgumentParser) -> None:
-    """``--window-tokens``: document tokens per prompt window; ``--document-order``: their order in it."""
     parser.add_argument(
         "--window-tokens",
         type=_window_tokens,
