@@ -443,6 +443,88 @@ def first_stage_table() -> list[list[Cell]]:
     ]
 
 
+def cpu_forward_table() -> list[list[Cell]]:
+    """docs/results.md "CPU forward (packed)": ``benchmarks/cpu_roofline.py``'s modes."""
+    modes = json.loads((ROOT / "results" / "speed" / "cpu_roofline_bf16.json").read_text())["modes"]
+    rows: list[list[Cell]] = []
+    for title, mode in (
+        ("`score()`, packed (default)", "packed"),
+        ("`score()`, sequential (before)", "sequential"),
+        ("one bare sdpa forward, one prompt of 2,446 tokens", "bare"),
+    ):
+        figures = modes[mode]
+        ratio: Cell = "1" if mode == "bare" else cat(num(figures["wall_over_bare"], 3), "x")
+        rows.append(
+            [
+                title,
+                num(figures["wall_s"], 2),
+                num(figures["cpu_s"], 2),
+                num(figures["gflops_per_s"], 0),
+                num(figures["fraction_of_peak"], 2),
+                ratio,
+            ]
+        )
+    return rows
+
+
+def llama8b_table() -> list[list[Cell]]:
+    """docs/results.md "The Llama-3.1-8B shape on a CPU": ``benchmarks/cpu_llama8b_shape.py``'s
+    figures (the numeric cells; the rest is prose)."""
+    f = json.loads((ROOT / "results" / "speed" / "cpu_llama8b_shape.json").read_text())
+    gemm = f["gemm_gflops_per_s_bf16"]
+    return [
+        [
+            "layers built, parameters kept",
+            cat(str(f["layers_built"]), " of 32; 3.80 B (no LM head: 0.53 B fewer than before this issue)"),
+        ],
+        [
+            "tensors read from the shards",
+            cat(str(f["reads"]["tensors_read"]), ": none of layers 15-31, not `lm_head.weight`"),
+        ],
+        [
+            "load",
+            cat(
+                num(f["load_s"], 2),
+                " s (memory-mapped); the first `score()` ",
+                num(f["first_score_s"], 1),
+                " s, which pages the weights in",
+            ),
+        ],
+        [
+            "peak RSS against the kept weights",
+            cat(
+                num(f["peak_rss_gib"], 2),
+                " GiB against ",
+                num(f["kept_weights_gib"], 2),
+                " GiB (+",
+                num(f["rss_over_kept_gib"], 2),
+                " GiB; target +1.5 GiB)",
+            ),
+        ],
+        [None, cat(join([num(t, 1) for t in f["score_s_packed"]], " s, "), " s (2 queries)")],
+        [
+            "`score()`, sequential / one bare forward of the 15 layers",
+            cat(num(f["score_s_sequential"][0], 1), " s / ", num(f["bare_forward_s"][0], 1), " s"),
+        ],
+        [None, cat(num(f["achieved_gflops_per_s"], 0), " GFLOP/s")],
+        [
+            None,
+            cat(
+                "q/o ",
+                num(gemm["q/o"], 0),
+                ", k/v ",
+                num(gemm["k/v"], 0),
+                ", gate/up ",
+                num(gemm["gate/up"], 0),
+                ", down ",
+                num(gemm["down"], 0),
+                " GFLOP/s",
+            ),
+        ],
+        ["fraction of that peak", cat(num(f["fraction_of_gemm_peak"], 2), " (target: at least 0.5)")],
+    ]
+
+
 # (where the table is: headings/lines searched in order, first table after the last; its rows,
 #  without the separator line; with_header: the first row is the table's header)
 TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
@@ -628,6 +710,8 @@ TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
     ),
     (["## Evidence spans", "| rule | NQ-open hit"], span_study_table, False),
     (["## Dense first stage (all-MiniLM-L6-v2)"], first_stage_table, False),
+    (["## CPU forward (packed)", "**SmolLM2-135M, bfloat16"], cpu_forward_table, False),
+    (["## CPU forward (packed)", "### The Llama-3.1-8B shape on a CPU"], llama8b_table, False),
 ]
 
 
