@@ -137,7 +137,11 @@ def test_each_window_in_each_order_equals_it_scored_alone_in_that_order(make_rer
         in_order = window_orders(window, order)[0]
         alone = one_prompt.prepare(query, [docs[i] for i in in_order])  # the same prompt, the same spans
         assert prompt.input_ids == alone.input_ids and prompt.document_spans == alone.document_spans
-        assert [scores[i] for i in in_order] == one_prompt.score(query, [docs[i] for i in in_order])
+        # the packed pass runs every window at once: the float rounding of its matrix products
+        # depends on what shares the pass, hence equal to 1e-4 (the parity tolerance), not bit for bit
+        assert [scores[i] for i in in_order] == pytest.approx(
+            one_prompt.score(query, [docs[i] for i in in_order]), rel=1e-4, abs=1e-6
+        )
 
 
 def test_both_is_the_mean_of_the_two_orders_and_runs_both_prompts(make_reranker, slice_data):

@@ -38,7 +38,10 @@ def test_windowed_scores_equal_each_window_scored_on_its_own(make_reranker, slic
     for window, prompt in zip(windows, prompts):
         alone = one_prompt.prepare(query, [docs[i] for i in window])  # same prompt, same spans
         assert prompt.input_ids == alone.input_ids and prompt.document_spans == alone.document_spans
-        assert [scores[i] for i in window] == one_prompt.score(query, [docs[i] for i in window])
+        # to 1e-4: the packed pass's rounding depends on what shares it (tests/test_order.py)
+        assert [scores[i] for i in window] == pytest.approx(
+            one_prompt.score(query, [docs[i] for i in window]), rel=1e-4, abs=1e-6
+        )
     # the deal: every window got one of the first four first-stage candidates
     assert sorted(min(w) for w in windows[:4]) == [0, 1, 2, 3]
 
