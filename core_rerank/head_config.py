@@ -56,6 +56,12 @@ class ScoringSettings(BaseModel):
     # Order of the documents inside each window (core_rerank.windows): "first_stage" (strongest
     # first, farthest from the query: the paper's order), "reversed", "both" or "ends".
     document_order: Literal["first_stage", "reversed", "both", "ends"] = "first_stage"
+    # Position calibration (core_rerank.position): "none"; "placeholder" (one extra pass per prompt
+    # with every document body replaced by a filler token: each slot's prior); "curve" (a stored
+    # per-token prior by distance from the query, no extra pass). score = s - position_weight * prior.
+    position_calibration: Literal["none", "placeholder", "curve"] = "none"
+    position_weight: float = 1.0
+    position_curve: list[float] | None = None
 
 
 class Provenance(BaseModel):

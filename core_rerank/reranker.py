@@ -12,6 +12,7 @@ from .errors import InputError
 from .forward import PromptRunner, resolve_forward
 from .head_config import METHODS, HeadConfig, HeadConfigError, resolve_heads
 from .layers import layers_to_build
+from .position import PositionPrior
 from .prompt import PreparedPrompt, PromptBuilder, check_documents, check_query, document_texts, truncate_words
 from .rerank_result import RerankResult
 from .scoring import relevance_scores, sum_heads
@@ -98,6 +99,7 @@ class CoReReranker:
         self.forward = resolve_forward(forward, model)
         capture.install(model)
         self._runner = PromptRunner(model, self._heads_by_layer, self._stop_after, self.heads.scoring)
+        self._prior = PositionPrior(self.heads.scoring, tokenizer)  # core_rerank.position
         self.lock = threading.RLock()
         # Tokens of every prompt the last score()/rerank() ran (both orders' with "both"): {"prompts",
         # "prompt_tokens", "total_tokens"} (total adds the N/A twins' query parts). Read it under ``lock``.
@@ -278,15 +280,16 @@ class CoReReranker:
         plan = self._plan(query, documents)
         usage = {"prompts": 0, "prompt_tokens": 0, "total_tokens": 0}
         with self.lock:
-            orders = {tuple(order) for window in plan.windows for order in window_orders(window, self.document_order)}
-            prompts = {slots: self.builder.prepare(query, [plan.slots[i] for i in slots]) for slots in sorted(orders)}
-            rows = dict(zip(prompts, self._runner.rows(list(prompts.values()), self.forward)))
-            results = {}
-            for slots, prepared in prompts.items():
-                on_tokens = None
-                if token_hook is not None:
-                    on_tokens = functools.partial(token_hook, plan, list(slots), prepared)
-                results[slots] = self._score_rows(rows[slots], prepared, subsets, on_tokens)
+            orders = dict.fromkeys(
+                tuple(o) for window in plan.windows for o in window_orders(window, self.document_order)
+            )
+            prompts = {slots: self.builder.prepare(query, [plan.slots[i] for i in slots]) for slots in orders}
+            real = list(prompts.values())  # the placeholder twins (if any) run in the same pass
+            rows, results = dict(enumerate(self._runner.rows(real + self._prior.twins(real), self.forward))), {}
+            for n, (slots, prepared) in enumerate(prompts.items()):
+                own = functools.partial(self._score_rows, prepared=prepared, subsets=subsets)
+                raw = own(rows[n], on_tokens=token_hook and functools.partial(token_hook, plan, list(slots), prepared))
+                results[slots] = self._prior.adjust(raw, prepared, rows.get(len(real) + n), own)
 
             def score_prompt(slots: list[int]) -> dict[Any, list[float]]:
                 prepared = prompts[tuple(slots)]
@@ -301,9 +304,7 @@ class CoReReranker:
 
     def _null_tokens(self, prepared: PreparedPrompt) -> int:
         """Tokens the N/A twin runs beyond the shared document prefix (0 without calibration)."""
-        if self.heads.scoring.calibration == "none":
-            return 0
-        return len(prepared.null_input_ids) - prepared.prefix_length
+        return 0 if self.heads.scoring.calibration == "none" else len(prepared.null_input_ids) - prepared.prefix_length
 
     def rerank(
         self,

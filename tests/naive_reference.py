@@ -50,3 +50,16 @@ def span_masses(per_head_scores, spans):
     import numpy as np
 
     return np.stack([per_head_scores[:, start:end].sum(axis=1) for start, end in spans], axis=1)
+
+
+def position_calibrated_scores(eager_model, prepared, heads, weight, filler_id, outlier_std=2.0):
+    """``s - weight * b``: ``b`` the same naive scores of the prompt with every document token
+    (in the query and the N/A prompt) replaced by ``filler_id`` (core_rerank.position)."""
+    twin_ids, twin_null = list(prepared.input_ids), list(prepared.null_input_ids)
+    for start, end in prepared.document_spans:
+        for j in range(start, end):
+            twin_ids[j] = twin_null[j] = filler_id
+    twin = type(prepared)(**{**vars(prepared), "input_ids": twin_ids, "null_input_ids": twin_null})
+    real = document_scores(eager_model, prepared, heads, outlier_std=outlier_std)
+    prior = document_scores(eager_model, twin, heads, outlier_std=outlier_std)
+    return [s - weight * b for s, b in zip(real, prior)]
