@@ -525,6 +525,29 @@ def llama8b_table() -> list[list[Cell]]:
     ]
 
 
+def position_table() -> list[list[Cell]]:
+    """docs/results.md "Position calibration": ``scripts/position_study.py --report``'s summary."""
+    summary_json = json.loads((ROOT / "results" / "position_study" / "summary.json").read_text())
+    table, sets = summary_json["table"], ("dl19", "scifact-train", "nq")
+    rows: list[list[Cell]] = []
+    for key, title in (
+        ("none", "none (today's default)"),
+        *(
+            (f"{kind}@{weight}", f"{kind}, lambda {weight}")
+            for kind in ("placeholder", "curve")
+            for weight in ("0.5", "1.0", "1.5")
+        ),
+    ):
+        cells = [
+            cat(num(table[key][name]["ndcg@10"], 2), " / ", num(table[key][name]["order_tau"], 3)) for name in sets
+        ]
+        rows.append([title, *cells, num(table[key]["mean"]["ndcg@10"], 2), num(table[key]["mean"]["order_tau"], 3)])
+    bm25 = summary_json["bm25"]
+    mean = sum(bm25[name] for name in sets) / len(sets)
+    rows.append(["BM25 (first stage)", *(num(bm25[name], 2) for name in sets), num(mean, 2), "-"])
+    return rows
+
+
 # (where the table is: headings/lines searched in order, first table after the last; its rows,
 #  without the separator line; with_header: the first row is the table's header)
 TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
@@ -710,6 +733,7 @@ TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
     ),
     (["## Evidence spans", "| rule | NQ-open hit"], span_study_table, False),
     (["## Dense first stage (all-MiniLM-L6-v2)"], first_stage_table, False),
+    (["## Position calibration", "| setting | DL19"], position_table, False),
     (["## CPU forward (packed)", "**SmolLM2-135M, bfloat16"], cpu_forward_table, False),
     (["## CPU forward (packed)", "### The Llama-3.1-8B shape on a CPU"], llama8b_table, False),
 ]
