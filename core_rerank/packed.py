@@ -12,6 +12,9 @@ suffix it replaces). Every linear layer, norm and rotary embedding then runs onc
 tokens, as full-size matrix products. Only attention is done per segment: a prompt attends
 causally to itself, and its N/A suffix to the prompt's document prefix and to itself, so the
 result equals the sequential path's (the same keys, queries and positions), without a KV cache.
+The prompts' attention is one batched sdpa call (each prompt a row of the batch, padded to the
+longest: under the causal mask real rows never see the padding), the N/A suffixes' another
+(``Layout`` holds the gather indices, built once per pass).
 
 The selected heads' rows are captured as in ``capture``: softmax of post-RoPE ``q . K^T *
 scale`` for the query-span rows only, averaged over the rows, in float32.
