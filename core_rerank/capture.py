@@ -154,18 +154,14 @@ def _make_wrapper(base: str):
 def _mean_rows(module, query, key, attention_mask, scale, rows, request, layer, softcap) -> torch.Tensor:
     """Attention of the selected heads, query-span rows only, averaged over those rows."""
     start, end = rows
-    heads = request.head_index(layer, query.device)
-    num_heads, num_kv = query.shape[1], key.shape[1]
-    q = query[0, heads, start:end].float()  # [H, R, d]
-    k = key[0, heads // (num_heads // num_kv)].float()  # [H, K, d]
-    logits = torch.matmul(q, k.transpose(-1, -2)) * scale  # [H, R, K]
+    logits = packed.head_logits(query, key, request.head_index(layer, query.device), start, end, scale)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     # A sliding-window cache returns only its last keys: they end at the current position.
     total = request.past_length + query.shape[2]
     key_offset = total - key.shape[2]
     logits = logits + _row_mask(
-        module, attention_mask, request.past_length, key_offset, key.shape[2], start, end, q.device
+        module, attention_mask, request.past_length, key_offset, key.shape[2], start, end, query.device
     )
     probs = torch.softmax(logits, dim=-1).mean(dim=1)
     if key_offset == 0:
@@ -183,10 +179,7 @@ def _row_mask(module, attention_mask, past, key_offset, key_len, start, end, dev
             return torch.zeros(rows.shape, device=device).masked_fill(~rows.to(device), float("-inf"))
         return rows.float().to(device)
     # No mask tensor: plain causal attention (plus the layer's sliding window, if any).
-    q_pos = torch.arange(start, end, device=device).unsqueeze(1) + past
-    k_pos = torch.arange(key_len, device=device).unsqueeze(0) + key_offset
-    blocked = k_pos > q_pos
-    window = getattr(module, "sliding_window", None)
-    if window:
-        blocked |= k_pos <= q_pos - window
-    return torch.zeros(blocked.shape, device=device).masked_fill(blocked, float("-inf"))
+    q_pos = torch.arange(start, end, device=device) + past
+    k_pos = torch.arange(key_len, device=device) + key_offset
+    hidden = packed.blocked(q_pos, k_pos, getattr(module, "sliding_window", None))
+    return torch.zeros(hidden.shape, device=device).masked_fill(hidden, float("-inf"))

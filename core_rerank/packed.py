@@ -214,7 +214,7 @@ def _batched_attention(layout: Layout, query, key, value, scale: float, window: 
     mask = None
     if window:  # sliding window: causal within the window
         positions = torch.arange(index.shape[1], device=q.device)
-        mask = ~_blocked(positions, positions, window)
+        mask = ~blocked(positions, positions, window)
     batch = F.scaled_dot_product_attention(
         q[:, index].transpose(0, 1),
         k[:, index].transpose(0, 1),
@@ -244,12 +244,21 @@ def _batched_attention(layout: Layout, query, key, value, scale: float, window: 
     return output.unsqueeze(0)
 
 
-def _blocked(query_positions, key_positions, window: int | None) -> torch.Tensor:
+def head_logits(query, key, head_index: torch.Tensor, start: int, end: int, scale: float) -> torch.Tensor:
+    """[H, R, K] float32 logits of the selected query heads' rows ``start:end`` against every key
+    (GQA: query head h reads KV head h // groups). ``capture`` uses it too."""
+    groups = query.shape[1] // key.shape[1]
+    q_rows = query[0, head_index, start:end].float()  # [H, R, d]
+    keys = key[0, head_index // groups].float()  # [H, K, d]
+    return torch.matmul(q_rows, keys.transpose(-1, -2)) * scale
+
+
+def blocked(query_positions, key_positions, window: int | None) -> torch.Tensor:
     """[Q, K] True where a query may not see a key (the future, or past a sliding window)."""
-    blocked = key_positions.unsqueeze(0) > query_positions.unsqueeze(1)
+    hidden = key_positions.unsqueeze(0) > query_positions.unsqueeze(1)
     if window:
-        blocked |= key_positions.unsqueeze(0) <= query_positions.unsqueeze(1) - window
-    return blocked
+        hidden |= key_positions.unsqueeze(0) <= query_positions.unsqueeze(1) - window
+    return hidden
 
 
 def _mean_rows(q, k, heads, rows, positions, scale, window, prefix) -> torch.Tensor:
@@ -257,12 +266,7 @@ def _mean_rows(q, k, heads, rows, positions, scale, window, prefix) -> torch.Ten
     ``prefix`` keys ([heads, prefix], float32). ``rows`` index the queries of ``q``;
     ``positions`` are those queries' positions (keys sit at 0..K-1)."""
     start, end = rows
-    head_index = torch.tensor(heads, device=q.device)
-    groups = q.shape[1] // k.shape[1]
-    q_rows = q[0, head_index, start:end].float()  # [H, R, d]
-    keys = k[0, head_index // groups].float()  # [H, K, d]
-    logits = torch.matmul(q_rows, keys.transpose(-1, -2)) * scale
-    key_positions = torch.arange(keys.shape[1], device=q.device)
-    blocked = _blocked(positions[start:end], key_positions, window)
-    logits = logits.masked_fill(blocked, float("-inf"))
+    logits = head_logits(q, k, torch.tensor(heads, device=q.device), start, end, scale)
+    key_positions = torch.arange(k.shape[2], device=q.device)
+    logits = logits.masked_fill(blocked(positions[start:end], key_positions, window), float("-inf"))
     return torch.softmax(logits, dim=-1).mean(dim=1)[:, :prefix]

@@ -285,11 +285,12 @@ class CoReReranker:
             )
             prompts = {slots: self.builder.prepare(query, [plan.slots[i] for i in slots]) for slots in orders}
             real = list(prompts.values())  # the placeholder twins (if any) run in the same pass
-            rows, results = dict(enumerate(self._runner.rows(real + self._prior.twins(real), self.forward))), {}
+            rows, results = self._runner.rows(real + self._prior.twins(real), self.forward), {}
             for n, (slots, prepared) in enumerate(prompts.items()):
                 own = functools.partial(self._score_rows, prepared=prepared, subsets=subsets)
                 raw = own(rows[n], on_tokens=token_hook and functools.partial(token_hook, plan, list(slots), prepared))
-                results[slots] = self._prior.adjust(raw, prepared, rows.get(len(real) + n), own)
+                twin_rows = rows[len(real) + n] if len(rows) > len(real) else None
+                results[slots] = self._prior.adjust(raw, prepared, twin_rows, own)
 
             def score_prompt(slots: list[int]) -> dict[Any, list[float]]:
                 prepared = prompts[tuple(slots)]
