@@ -4,7 +4,7 @@ Two ways, the reranker's ``forward`` setting:
 
 - ``"packed"`` (``core_rerank.packed``): every prompt of a ``score()`` call and its N/A twin in
   one forward pass (split at ``PACKED_TOKENS``), so every matrix product has thousands of rows.
-  The CPU default: measured there (docs/results.md "Speed and memory").
+  The CPU default: measured there (docs/results.md "CPU forward (packed)").
 - ``"sequential"``: one prompt at a time, as three passes on a KV cache (the document prefix,
   then the query suffix and the N/A suffix on the prefix's cache). The GPU default, where the
   small passes cost little and it was measured.
