@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
+from .first_stage import check_first_stage_scores, first_stage_permutation
 from .forward import PromptRunner, resolve_forward
 from .head_config import METHODS, HeadConfig, HeadConfigError, resolve_heads
 from .layers import layers_to_build
@@ -45,14 +46,9 @@ class CoReReranker:
 
     A shared, unpruned model still only runs up to the deepest selected layer.
 
-    ``method``: ``"core"``, ``"qr"`` or ``"icr"``; ``None`` takes the method of ``heads`` (or
-    ``"core"`` without heads). A method that contradicts the given heads is a ``ValueError``.
-    ``window_tokens``: document tokens per prompt window (see ``core_rerank.windows``);
-    ``"auto"`` takes the heads' ``scoring.window_tokens`` (the shipped small-model presets set
-    one, measured on training data); ``None`` puts every candidate in one prompt while the list
-    fits ``max_length`` (the paper's setting). ``document_order``: the order inside each window,
-    ``"auto"`` (the heads' setting), ``"first_stage"`` (the paper's), ``"reversed"``, ``"both"``
-    or ``"ends"`` (see ``core_rerank.windows``). Both attributes may be changed between calls.
+    The arguments are those of :meth:`from_pretrained` (``method``, ``window_tokens``,
+    ``document_order``, ``forward``: see there); ``window_tokens`` and ``document_order`` may be
+    changed between calls. A method that contradicts the given heads is a ``ValueError``.
     ``lock`` is the re-entrant lock held for every forward pass: hold it to run something else
     on the shared model (e.g. generation) without interleaving with reranking.
     """
@@ -137,10 +133,14 @@ class CoReReranker:
         ``num_layers_to_keep``: how many leading decoder layers to build. ``None`` builds as
         many as the heads need (the config's own ``num_layers_to_keep`` if set, else the deepest
         selected layer + 1; every layer for ICR); ``"all"`` builds every layer (needed to also
-        generate text with the model: only then is the LM head built too); an int builds that many. ``window_tokens``: document
-        tokens per prompt window, ``"auto"`` (the heads' setting) or ``None`` (one prompt).
-        ``document_order``: the order inside each window, ``"auto"`` (the heads' setting).
-        ``forward``: ``"auto"``, ``"packed"`` or ``"sequential"`` (see ``core_rerank.packed``).
+        generate text with the model: only then is the LM head built too); an int builds that
+        many. ``window_tokens``: document tokens per prompt window (``core_rerank.windows``),
+        ``"auto"`` (the heads' setting, measured on training data) or ``None`` (every candidate in
+        one prompt while it fits ``max_length``: the paper's setting). ``document_order``: the
+        order inside each window, ``"auto"`` (the heads'), ``"first_stage"`` (the paper's),
+        ``"reversed"``, ``"both"`` or ``"ends"``. ``forward``: ``"auto"``, ``"packed"`` or
+        ``"sequential"`` (``core_rerank.forward``). The heads' ``scoring.order_by`` says which
+        order counts as the first stage's (``core_rerank.first_stage``).
         """
         from . import loading
 
@@ -204,11 +204,8 @@ class CoReReranker:
 
     # ------------------------------------------------------------------ prompts
     def prepare(self, query: str, documents: Sequence[Any]) -> PreparedPrompt:
-        """The exact prompt ``score`` runs for these documents: token ids and spans.
-
-        Documents are cut to ``max_doc_words``. Raises ``ValueError`` if a document is empty
-        or the prompt exceeds ``max_length`` (``score`` would split such a list into windows).
-        """
+        """The exact prompt of these documents, in this order (cut to ``max_doc_words``): token
+        ids and spans. A ``ValueError`` if a document is empty or the prompt exceeds ``max_length``."""
         query = check_query(query)
         texts = [truncate_words(t, self.max_doc_words) for t in document_texts(documents)]
         empty = [i for i, t in enumerate(texts) if not t]
@@ -223,16 +220,19 @@ class CoReReranker:
         return prepared
 
     # ------------------------------------------------------------------ scoring
-    def score(self, query: str, documents: Sequence[Any]) -> list[float]:
+    def score(
+        self, query: str, documents: Sequence[Any], first_stage_scores: Sequence[float] | None = None
+    ) -> list[float]:
         """One score per document, in input order (higher is more relevant).
 
         Identical texts share one slot in the prompt and get the same score. An empty (or
         whitespace-only) document gets ``-inf`` and is not put in the prompt. The candidates
         are split into windows of ``window_tokens`` document tokens (and any list that does not
         fit ``max_length``), each scored as its own prompt (see ``windows`` and
-        ``core_rerank.windows``).
+        ``core_rerank.windows``). ``first_stage_scores`` (one per document) order the prompts
+        instead of the heads' ``scoring.order_by`` (``core_rerank.first_stage``).
         """
-        return self._score(query, documents, {None: None})[None]
+        return self._score(query, documents, {None: None}, first_stage_scores=first_stage_scores)[None]
 
     def score_head_subsets(
         self, query: str, documents: Sequence[Any], subsets: Mapping[Any, "Sequence[Sequence[int]] | None"]
@@ -257,14 +257,16 @@ class CoReReranker:
                 )
         return self._score(query, documents, subsets)
 
-    def windows(self, query: str, documents: Sequence[Any]) -> list[list[int]]:
-        """The prompt windows ``score`` would run: lists of input indices, each window's
-        documents in input order. Empty documents are in none; identical texts share a slot."""
-        return self._plan(check_query(query), documents).input_windows()
+    def windows(self, query: str, documents: Sequence[Any], first_stage_scores: Any = None) -> list[list[int]]:
+        """The prompt windows ``score`` would run: lists of input indices (ascending). Empty
+        documents are in none; identical texts share a slot."""
+        return self._plan(check_query(query), documents, first_stage_scores).input_windows()
 
-    def _plan(self, query: str, documents: Sequence[Any]) -> WindowPlan:
+    def _plan(self, query: str, documents: Sequence[Any], first_stage_scores: Any = None) -> WindowPlan:
         texts = [truncate_words(t, self.max_doc_words) for t in document_texts(documents)]
-        return plan_prompt_windows(self.builder, query, texts, self.max_length, self.window_tokens)
+        scores = check_first_stage_scores(first_stage_scores, len(texts))
+        order = first_stage_permutation(query, texts, self.heads.scoring.order_by, scores)
+        return plan_prompt_windows(self.builder, query, texts, self.max_length, self.window_tokens, order)
 
     def _score(
         self,
@@ -272,12 +274,13 @@ class CoReReranker:
         documents: Sequence[Any],
         subsets: Mapping[Any, Any],
         token_hook: "Callable[[WindowPlan, list[int], PreparedPrompt, Any], None] | None" = None,
+        first_stage_scores: Any = None,
     ) -> dict[Any, list[float]]:
         """Scores per subset name. ``token_hook(plan, slots, prepared, token_scores)`` (optional)
         sees every prompt scored: the plan, the slots in prompt order, the prompt, and the
         calibrated token scores of all this reranker's heads (float64 numpy over the prefix)."""
         query = check_query(query)
-        plan = self._plan(query, documents)
+        plan = self._plan(query, documents, first_stage_scores)
         usage = {"prompts": 0, "prompt_tokens": 0, "total_tokens": 0}
         with self.lock:
             orders = dict.fromkeys(
@@ -315,6 +318,7 @@ class CoReReranker:
         doc_ids: Sequence[Any] | None = None,
         score_threshold: float | None = None,
         relevant_spans: Any = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> list[RerankResult]:
         """Documents sorted best first (ties keep input order).
 
@@ -323,6 +327,8 @@ class CoReReranker:
         relative within one call, so pick a threshold on your own validation queries.
         ``relevant_spans``: ``True`` or settings (``threshold``, ``max_spans``, ``unit``) give each
         result its evidence spans from the same forward pass (``core_rerank.spans``).
+        ``first_stage_scores``: the first stage's score of each document, to order the prompts by
+        (``core_rerank.first_stage``); they do not enter the score.
         """
         documents = list(check_documents(documents))
         wanted = span_settings(relevant_spans)
@@ -333,7 +339,7 @@ class CoReReranker:
         texts = document_texts(documents)
         collector = SpanCollector(texts, query, wanted) if wanted else None
         hook = collector.hook if collector else None
-        scores = self._score(query, documents, {None: None}, hook)[None] if documents else []
+        scores = self._score(query, documents, {None: None}, hook, first_stage_scores)[None] if documents else []
         spans = collector.spans() if collector else [None] * len(documents)
         order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))
         if score_threshold is not None:
@@ -355,13 +361,10 @@ class CoReReranker:
     ) -> list[dict[str, Any]]:
         """Like sentence-transformers' ``CrossEncoder.rank``: ``[{"corpus_id", "score"}]`` best
         first (with ``"text"`` too when ``return_documents``), cut to ``top_k``."""
-        ranked = []
-        for result in self.rerank(query, documents, top_k=top_k):
-            entry: dict[str, Any] = {"corpus_id": result.index, "score": result.score}
-            if return_documents:
-                entry["text"] = result.text
-            ranked.append(entry)
-        return ranked
+        return [
+            {"corpus_id": r.index, "score": r.score, **({"text": r.text} if return_documents else {})}
+            for r in self.rerank(query, documents, top_k=top_k)
+        ]
 
     def rerank_batch(
         self,
@@ -371,23 +374,20 @@ class CoReReranker:
         doc_ids_per_query: Sequence[Sequence[Any]] | None = None,
         score_threshold: float | None = None,
         relevant_spans: Any = None,
+        first_stage_scores_per_query: Sequence[Sequence[float]] | None = None,
     ) -> list[list[RerankResult]]:
-        """``rerank`` for several queries, each with its own candidate list."""
+        """``rerank`` for each query with its own candidates (and doc ids, first-stage scores)."""
         if isinstance(queries, str):
             raise InputError("queries must be a list of strings, not one string")
-        if len(queries) != len(documents_per_query):
-            raise InputError(f"got {len(queries)} queries but {len(documents_per_query)} document lists")
-        ids: list[Sequence[Any] | None] = [None] * len(queries)
-        if doc_ids_per_query is not None:
-            if len(doc_ids_per_query) != len(queries):
-                raise InputError(f"got {len(doc_ids_per_query)} doc_ids lists for {len(queries)} queries")
-            ids = list(doc_ids_per_query)
+        given = (documents_per_query, doc_ids_per_query, first_stage_scores_per_query)
+        per_query: list[Sequence[Any]] = [[None] * len(queries) if g is None else g for g in given]
+        for name, lists in zip(("document", "doc_ids", "first_stage_scores"), per_query):
+            if len(lists) != len(queries):
+                raise InputError(f"got {len(lists)} {name} lists for {len(queries)} queries")
         with self.lock:
             return [
-                self.rerank(
-                    q, d, top_k=top_k, doc_ids=i, score_threshold=score_threshold, relevant_spans=relevant_spans
-                )
-                for q, d, i in zip(queries, documents_per_query, ids)
+                self.rerank(q, d, top_k, i, score_threshold, relevant_spans, f)
+                for q, d, i, f in zip(queries, *per_query)
             ]
 
     async def arerank(
@@ -398,9 +398,12 @@ class CoReReranker:
         doc_ids: Sequence[Any] | None = None,
         score_threshold: float | None = None,
         relevant_spans: Any = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> list[RerankResult]:
         """``rerank`` in a worker thread (the model lock serialises forward passes)."""
-        return await asyncio.to_thread(self.rerank, query, documents, top_k, doc_ids, score_threshold, relevant_spans)
+        return await asyncio.to_thread(
+            self.rerank, query, documents, top_k, doc_ids, score_threshold, relevant_spans, first_stage_scores
+        )
 
     async def ascore(self, query: str, documents: Sequence[Any]) -> list[float]:
         return await asyncio.to_thread(self.score, query, documents)
@@ -418,23 +421,16 @@ class CoReReranker:
         subsets: Mapping[Any, Any],
         on_tokens: "Callable[[Any], Any] | None" = None,
     ) -> dict[Any, list[float]]:
-        from .scoring import document_scores
+        from .scoring import document_scores, subset_positions
 
         if on_tokens is not None:
             on_tokens(sum_heads(rows, None).numpy())
         outlier_std = self.heads.scoring.outlier_std
         return {
             name: document_scores(
-                sum_heads(rows, self._positions(subset)).numpy(), prepared.document_spans, outlier_std
+                sum_heads(rows, subset_positions(self._heads_by_layer, subset)).numpy(),
+                prepared.document_spans,
+                outlier_std,
             )
             for name, subset in subsets.items()
         }
-
-    def _positions(self, subset: "Sequence[Sequence[int]] | None") -> "dict[int, list[int]] | None":
-        """Row positions of a head subset inside each layer's captured rows (None: all rows)."""
-        if subset is None:
-            return None
-        positions: dict[int, list[int]] = {}
-        for layer, head in subset:
-            positions.setdefault(layer, []).append(self._heads_by_layer[layer].index(head))
-        return positions
