@@ -62,6 +62,9 @@ class ScoringSettings(BaseModel):
     position_calibration: Literal["none", "placeholder", "curve"] = "none"
     position_weight: float = 1.0
     position_curve: list[float] | None = None
+    # The first-stage order the prompts are built from (core_rerank.first_stage): "input" (the
+    # caller's order) or "lexical" (sorted by an in-list BM25: the ranking ignores input order).
+    order_by: Literal["input", "lexical"] = "input"
 
 
 class Provenance(BaseModel):

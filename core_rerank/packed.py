@@ -12,9 +12,8 @@ suffix it replaces). Every linear layer, norm and rotary embedding then runs onc
 tokens, as full-size matrix products. Only attention is done per segment: a prompt attends
 causally to itself, and its N/A suffix to the prompt's document prefix and to itself, so the
 result equals the sequential path's (the same keys, queries and positions), without a KV cache.
-The prompts' attention is one batched sdpa call (each prompt a row of the batch, padded to the
-longest: under the causal mask real rows never see the padding), the N/A suffixes' another
-(``Layout`` holds the gather indices, built once per pass).
+Attention runs per prompt as blocked matrix products (``_block_attention``: the fused CPU
+kernel was about half as fast at these window sizes), with no padding and no gathers.
 
 The selected heads' rows are captured as in ``capture``: softmax of post-RoPE ``q . K^T *
 scale`` for the query-span rows only, averaged over the rows, in float32.
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .prompt import PreparedPrompt
 
@@ -63,13 +61,6 @@ class PackedRequest:
     def __post_init__(self) -> None:
         self.rows = [{} for _ in self.segments]
         self.null_rows = [{} for _ in self.segments]
-        self._layouts: dict[Any, Layout] = {}
-
-    def layout(self, device: torch.device) -> "Layout":
-        """The batch layout of the segments (built once, on ``device``)."""
-        if device not in self._layouts:
-            self._layouts[device] = build_layout(self.segments, device)
-        return self._layouts[device]
 
 
 def pack(prompts: Sequence[PreparedPrompt], calibrate: bool) -> tuple[list[int], list[int], list[Segment]]:
@@ -132,7 +123,7 @@ def attend(
         _capture(request, layer, heads, query, key, capture_scale, window)
     if capture_only:
         return query.new_empty((1, query.shape[2], query.shape[1], query.shape[3]))
-    return _batched_attention(request.layout(query.device), query, key, value, scale, window)
+    return _packed_attention(request.segments, query, key, value, scale, window)
 
 
 def _capture(request: PackedRequest, layer: int, heads: list[int], query, key, scale: float, window) -> None:
@@ -155,92 +146,56 @@ def _capture(request: PackedRequest, layer: int, heads: list[int], query, key, s
         )
 
 
-@dataclass
-class Layout:
-    """Gather indices that lay the packed segments out as one padded batch per kind of part.
+# Query rows per attention block: the scores of one block ([heads, rows, keys], float32) stay in
+# the CPU caches, and keys past the block's last row are never computed (causal).
+ATTENTION_BLOCK = 128
 
-    Prompts: ``prompt_index`` [n, L] (each row a prompt's tokens, padded by repeating its last
-    token: under a causal mask the real rows never see the padding). N/A suffixes: queries
-    ``null_query_index`` [n, N], keys ``null_key_index`` [n, P + N] (the prompt's prefix, then
-    the suffix), ``null_positions`` / ``null_key_positions`` their positions (padding: -1).
-    ``*_rows`` pick the real rows of the flattened batch, ``*_targets`` their packed positions.
+
+def _block_attention(query, key, value, scale: float, window: int | None) -> torch.Tensor:
+    """Causal attention of ``query`` [heads, R, d] on ``key``/``value`` [kv heads, K, d] (K >= R:
+    query row i sits at key position K - R + i and sees the keys up to it, within ``window``).
+
+    Returns [R, heads, d] in ``query``'s dtype. Done as matrix products over blocks of
+    ``ATTENTION_BLOCK`` rows, softmax in float32: on the CPU, at prompt windows of a few hundred
+    tokens, about twice as fast as the fused attention kernel (docs/design-notes.md).
     """
-
-    prompt_index: torch.Tensor
-    prompt_rows: torch.Tensor
-    prompt_targets: torch.Tensor
-    null_query_index: torch.Tensor | None = None
-    null_key_index: torch.Tensor | None = None
-    null_positions: torch.Tensor | None = None
-    null_key_positions: torch.Tensor | None = None
-    null_rows: torch.Tensor | None = None
-    null_targets: torch.Tensor | None = None
-
-
-def _padded(parts: list[list[int]], pad_with_last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """[n, max length] of ``parts`` padded (with each part's last value, or -1), the flat row
-    numbers of the real entries and those entries' values."""
-    width = max(len(part) for part in parts)
-    table = [part + [part[-1] if pad_with_last else -1] * (width - len(part)) for part in parts]
-    rows = [i * width + j for i, part in enumerate(parts) for j in range(len(part))]
-    values = [value for part in parts for value in part]
-    return torch.tensor(table), torch.tensor(rows), torch.tensor(values)
-
-
-def build_layout(segments: Sequence[Segment], device: torch.device) -> Layout:
-    prompts = [list(range(s.start, s.start + s.length)) for s in segments]
-    index, rows, targets = _padded(prompts, pad_with_last=True)
-    layout = Layout(index.to(device), rows.to(device), targets.to(device))
-    if segments and segments[0].null_start is not None:
-        queries = [list(range(s.null_start or 0, (s.null_start or 0) + s.null_length)) for s in segments]
-        keys = [list(range(s.start, s.start + s.prefix)) + q for s, q in zip(segments, queries)]
-        query_index, null_rows, null_targets = _padded(queries, pad_with_last=True)
-        key_index = _padded(keys, pad_with_last=True)[0]
-        query_positions = _padded([list(range(s.prefix, s.prefix + s.null_length)) for s in segments], False)[0]
-        key_positions = _padded([list(range(s.prefix + s.null_length)) for s in segments], False)[0]
-        layout.null_query_index, layout.null_key_index = query_index.to(device), key_index.to(device)
-        layout.null_positions, layout.null_key_positions = query_positions.to(device), key_positions.to(device)
-        layout.null_rows, layout.null_targets = null_rows.to(device), null_targets.to(device)
-    return layout
-
-
-def _batched_attention(layout: Layout, query, key, value, scale: float, window: int | None) -> torch.Tensor:
-    """Attention of every prompt, then of every N/A suffix, each kind as one sdpa call."""
-    heads, dim = query.shape[1], query.shape[3]
-    output = query.new_empty((query.shape[2], heads, dim))
-    q, k, v = query[0], key[0], value[0]  # [heads, T, dim]
-    gqa = q.shape[0] != k.shape[0]  # each KV head serves several query heads (no copies made)
-    index = layout.prompt_index
-    mask = None
-    if window:  # sliding window: causal within the window
-        positions = torch.arange(index.shape[1], device=q.device)
-        mask = ~blocked(positions, positions, window)
-    batch = F.scaled_dot_product_attention(
-        q[:, index].transpose(0, 1),
-        k[:, index].transpose(0, 1),
-        v[:, index].transpose(0, 1),
-        attn_mask=mask,
-        is_causal=mask is None,
-        scale=scale,
-        enable_gqa=gqa,
-    )  # [n, heads, L, dim]
-    output[layout.prompt_targets] = batch.transpose(1, 2).reshape(-1, heads, dim)[layout.prompt_rows]
-    if layout.null_query_index is not None:
-        assert layout.null_positions is not None and layout.null_key_positions is not None
-        query_positions, key_positions = layout.null_positions, layout.null_key_positions
-        allowed = (key_positions.unsqueeze(1) <= query_positions.unsqueeze(2)) & (key_positions.unsqueeze(1) >= 0)
+    heads, rows, dim = query.shape
+    kv_heads, keys = key.shape[0], key.shape[1]
+    groups, offset = heads // kv_heads, keys - rows
+    grouped = query.view(kv_heads, groups, rows, dim)  # GQA: a KV head's query heads share a product
+    output = query.new_empty((rows, heads, dim))
+    for first in range(0, rows, ATTENTION_BLOCK):
+        last = min(rows, first + ATTENTION_BLOCK)
+        seen = offset + last  # keys this block's rows may see
+        block = grouped[:, :, first:last].reshape(kv_heads, groups * (last - first), dim)
+        scores = torch.matmul(block, key[:, :seen].transpose(-1, -2)).view(kv_heads, groups, last - first, seen)
+        scores = scores.float() * scale
+        positions = torch.arange(offset + first, seen, device=query.device)
         if window:
-            allowed &= key_positions.unsqueeze(1) > query_positions.unsqueeze(2) - window
-        allowed[:, :, 0] |= query_positions < 0  # padding rows see one key (no empty softmax)
-        batch = F.scaled_dot_product_attention(
-            q[:, layout.null_query_index].transpose(0, 1),
-            k[:, layout.null_key_index].transpose(0, 1),
-            v[:, layout.null_key_index].transpose(0, 1),
-            attn_mask=allowed.unsqueeze(1),
-            scale=scale,
-            enable_gqa=gqa,
-        )
-        output[layout.null_targets] = batch.transpose(1, 2).reshape(-1, heads, dim)[layout.null_rows]
+            scores.masked_fill_(blocked(positions, torch.arange(seen, device=query.device), window), float("-inf"))
+        else:  # only the block's own trailing keys can lie in a row's future
+            own = scores[..., offset + first :]
+            own.masked_fill_(blocked(positions, positions, None), float("-inf"))
+        weights = torch.softmax(scores, dim=-1).to(value.dtype).view(kv_heads, groups * (last - first), seen)
+        values = torch.matmul(weights, value[:, :seen]).view(heads, last - first, dim)
+        output[first:last] = values.transpose(0, 1)
+    return output
+
+
+def _packed_attention(segments: Sequence[Segment], query, key, value, scale: float, window: int | None):
+    """Attention of every prompt on itself, and of every N/A suffix on its prompt's prefix and
+    itself ([1, T, heads, dim]); ``query`` [1, heads, T, dim], ``key``/``value`` [1, kv heads, T, dim]."""
+    q, k, v = query[0], key[0], value[0]
+    output = query.new_empty((query.shape[2], query.shape[1], query.shape[3]))
+    for segment in segments:
+        own = slice(segment.start, segment.start + segment.length)
+        output[own] = _block_attention(q[:, own], k[:, own], v[:, own], scale, window)
+        if segment.null_start is None:
+            continue
+        null = slice(segment.null_start, segment.null_start + segment.null_length)
+        prefix = slice(segment.start, segment.start + segment.prefix)
+        keys, values = torch.cat([k[:, prefix], k[:, null]], dim=1), torch.cat([v[:, prefix], v[:, null]], dim=1)
+        output[null] = _block_attention(q[:, null], keys, values, scale, window)
     return output.unsqueeze(0)
 
 

@@ -56,3 +56,15 @@ def sum_heads(rows: Mapping[int, Any], positions: Mapping[int, Sequence[int]] | 
         layer_sum = values.sum(dim=0)
         total = layer_sum if total is None else total + layer_sum
     return total.cpu().double()
+
+
+def subset_positions(
+    heads_by_layer: Mapping[int, Sequence[int]], subset: "Sequence[Sequence[int]] | None"
+) -> dict[int, list[int]] | None:
+    """Row positions of a ``(layer, head)`` subset inside each layer's captured rows (``None``: all)."""
+    if subset is None:
+        return None
+    positions: dict[int, list[int]] = {}
+    for layer, head in subset:
+        positions.setdefault(layer, []).append(list(heads_by_layer[layer]).index(head))
+    return positions

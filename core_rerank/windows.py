@@ -166,7 +166,7 @@ class WindowPlan:
 
     indices: list[list[int]]  # per slot (distinct non-empty text), the input indices holding it
     slots: list[str]  # the distinct texts as prompted (cut by tokens if one alone would not fit)
-    windows: list[list[int]]  # per prompt window, its slots in input order
+    windows: list[list[int]]  # per prompt window, its slots in first-stage order
 
     def input_windows(self) -> list[list[int]]:
         """Per window, the input indices it scores (ascending)."""
@@ -174,16 +174,23 @@ class WindowPlan:
 
 
 def plan_prompt_windows(
-    builder: Any, query: str, texts: Sequence[str], max_length: int, window_tokens: int | None
+    builder: Any,
+    query: str,
+    texts: Sequence[str],
+    max_length: int,
+    window_tokens: int | None,
+    order: Sequence[int] | None = None,
 ) -> WindowPlan:
     """Windows for ``texts`` (already cut to words) next to ``query``.
 
     ``builder`` is the reranker's ``PromptBuilder``. Every window's prompt fits ``max_length``;
     with ``window_tokens`` the windows also hold at most that many document tokens, except that
-    a window always holds at least its largest document.
+    a window always holds at least its largest document. ``order``: the input indices in
+    first-stage order (``core_rerank.first_stage``; ``None``: the input order).
     """
     by_text: dict[str, list[int]] = {}
-    for index, text in enumerate(texts):
+    for index in range(len(texts)) if order is None else order:
+        text = texts[index]
         if text:
             by_text.setdefault(text, []).append(index)
     if not by_text:
