@@ -13,7 +13,9 @@ same candidates given in another order get other prompts and another ranking. Th
 
 ``first_stage_scores`` (one per document, higher is better), where the caller has them, replace
 both: the candidates are sorted by those scores. Ties sort by text, so equal scores do not bring
-the input order back.
+the input order back. With the heads' ``scoring.first_stage_weight`` above 0 they also enter the
+score: ``z(score) + first_stage_weight * z(first-stage score)``, each z-scored over the list
+(``fuse``; documents scored ``-inf``, the empty ones, stay ``-inf``).
 """
 
 from __future__ import annotations
@@ -69,8 +71,8 @@ def check_first_stage_scores(scores: Any, count: int) -> list[float] | None:
     if len(values) != count:
         raise InputError(f"got {len(values)} first_stage_scores for {count} documents")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
-            raise InputError(f"first_stage_scores must be numbers (not NaN), got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise InputError(f"first_stage_scores must be finite numbers, got {value!r}")
     return [float(value) for value in values]
 
 
@@ -85,3 +87,27 @@ def first_stage_permutation(
             raise InputError(f"order_by must be one of {', '.join(ORDER_BY)}, got {order_by!r}")
         scores = lexical_scores(query, texts)
     return sorted(range(len(texts)), key=lambda i: (-scores[i], texts[i]))
+
+
+def _zscores(values: Sequence[float]) -> list[float]:
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    return [(v - mean) / spread if spread > 0 else 0.0 for v in values]
+
+
+def fuse(scores: dict[Any, list[float]], first_stage: Any, weight: float) -> dict[Any, list[float]]:
+    """Each score list fused with ``first_stage`` (see the module docstring); as it is without
+    first-stage scores or with ``weight`` 0."""
+    if first_stage is None or not weight:
+        return scores
+    fused = {}
+    for name, values in scores.items():
+        given = check_first_stage_scores(first_stage, len(values)) or []
+        kept = [i for i, v in enumerate(values) if math.isfinite(v)]
+        out = list(values)
+        if kept:
+            own, theirs = _zscores([values[i] for i in kept]), _zscores([given[i] for i in kept])
+            for i, a, b in zip(kept, own, theirs):
+                out[i] = a + weight * b
+        fused[name] = out
+    return fused

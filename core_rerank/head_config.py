@@ -65,6 +65,9 @@ class ScoringSettings(BaseModel):
     # The first-stage order the prompts are built from (core_rerank.first_stage): "input" (the
     # caller's order) or "lexical" (sorted by an in-list BM25: the ranking ignores input order).
     order_by: Literal["input", "lexical"] = "input"
+    # Weight of the caller's first_stage_scores in the score (core_rerank.first_stage.fuse; 0: they
+    # only order the prompts).
+    first_stage_weight: float = Field(default=0.0, ge=0.0)
 
 
 class Provenance(BaseModel):

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .errors import InputError
-from .first_stage import check_first_stage_scores, first_stage_permutation
+from .first_stage import check_first_stage_scores, first_stage_permutation, fuse
 from .forward import PromptRunner, resolve_forward
 from .head_config import METHODS, HeadConfig, HeadConfigError, resolve_heads
 from .layers import layers_to_build
@@ -304,7 +304,7 @@ class CoReReranker:
 
             scores = score_plan(plan, len(documents), list(subsets), self.document_order, score_prompt)
             self.last_usage = usage
-        return scores
+        return fuse(scores, first_stage_scores, self.heads.scoring.first_stage_weight)
 
     def _null_tokens(self, prepared: PreparedPrompt) -> int:
         """Tokens the N/A twin runs beyond the shared document prefix (0 without calibration)."""

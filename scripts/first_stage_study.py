@@ -10,8 +10,10 @@ candidates sorted by an in-list BM25 first; scored shuffled for the first ``CHEC
 a set only, as the prompts are the very same).
 Reported per setting: nDCG@10 of the BM25-order input, and the order tau (Kendall tau between the
 two input orders' scores of the same candidates). Offline, from the same scores: fusion of the
-reranker's z-scored score with the z-scored in-list BM25 (``+ w x lexical``) and with the first
-stage's reciprocal rank (``rrf``). Results: results/first_stage_study/.
+reranker's z-scored score with the z-scored in-list BM25 (``+lexical@w``) and with the first
+stage's own BM25 scores (``+first-stage@w``, what ``first_stage_scores`` with
+``scoring.first_stage_weight=w`` computes; given scores order the prompts, so the input order
+cannot move them: tau 1). Results: results/first_stage_study/.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import window_study  # noqa: E402
 
 from core_rerank import CoReReranker  # noqa: E402
+from core_rerank.datasets import bm25_run, load_eval_data  # noqa: E402
 from core_rerank.evaluation.metrics import evaluate, kendall_tau, strict_scores  # noqa: E402
 from core_rerank.first_stage import lexical_scores  # noqa: E402
 from core_rerank.head_config import resolve_heads  # noqa: E402
@@ -42,7 +45,7 @@ from core_rerank.utils import join_title  # noqa: E402
 OUT = ROOT / "results" / "first_stage_study"
 RUNS = {"input": ("input", "auto"), "lexical": ("lexical", "auto")}
 CHECKED = 5  # queries per set whose lexical run is also scored shuffled (the same prompts: tau 1)
-FUSION_WEIGHTS = (0.25, 0.5, 1.0)
+FUSION_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 
 
 def rerankers(args: argparse.Namespace) -> dict[str, CoReReranker]:
@@ -67,6 +70,7 @@ def study_set(args: argparse.Namespace, name: str, models: dict[str, CoReReranke
     record = json.loads(out.read_text()) if out.is_file() else {"queries": {}}
     queries, qrels, candidates, corpus = window_study.load_any_set(name, args.queries, args.depth)
     record.update(settings=vars(args), qrels={**record.get("qrels", {}), **qrels})
+    add_first_stage_signals(name, record, queries, corpus, args.max_doc_words)
     for number, qid in enumerate(queries, 1):
         doc_ids = candidates[qid]
         if not doc_ids or qid in record["queries"]:
@@ -76,16 +80,39 @@ def study_set(args: argparse.Namespace, name: str, models: dict[str, CoReReranke
         ]
         shuffle = list(range(len(texts)))
         random.Random(f"{qid}-shuffle").shuffle(shuffle)
-        entry: dict[str, Any] = {"doc_ids": doc_ids, "shuffle": shuffle, "lexical": lexical_scores(queries[qid], texts)}
+        entry: dict[str, Any] = {"doc_ids": doc_ids, "shuffle": shuffle}
         for run, reranker in models.items():
             entry[run] = reranker.score(queries[qid], texts)
             if run == "input" or len(record["queries"]) < CHECKED:
                 permuted = reranker.score(queries[qid], [texts[i] for i in shuffle])
                 entry[f"{run}/shuffled"] = [permuted[shuffle.index(i)] for i in range(len(texts))]
         record["queries"][qid] = entry
+        add_first_stage_signals(name, record, queries, corpus, args.max_doc_words)
         print(f"{name} {number}/{len(queries)} {qid}", flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(record))
+
+
+def bm25_scores(name: str, queries: dict[str, str], corpus: dict) -> dict[str, dict[str, float]]:
+    """The first stage's own BM25 scores (the shared run file's, or BM25 built as the set's run)."""
+    if name == "nq":
+        return bm25_run(corpus, queries, k=100).scores
+    folder = {"dl19": "trec-dl19", "scifact-train": "scifact"}[name]
+    split = "train" if name == "scifact-train" else "test"
+    return load_eval_data(window_study.SHARED / folder, split=split).run.scores
+
+
+def add_first_stage_signals(name: str, record: dict, queries: dict, corpus: dict, max_doc_words: int) -> None:
+    """Each stored query's in-list BM25 (``core_rerank.first_stage.lexical_scores``) and first-stage
+    BM25 scores, where missing (no model needed)."""
+    missing = {q: e for q, e in record["queries"].items() if "first_stage" not in e and q in queries}
+    if not missing:
+        return
+    scores = bm25_scores(name, {q: queries[q] for q in missing}, corpus)
+    for qid, entry in missing.items():
+        texts = [join_title(corpus[d].get("title"), corpus[d]["text"]) for d in entry["doc_ids"]]
+        entry["in_list_bm25"] = lexical_scores(queries[qid], [truncate_words(t, max_doc_words) for t in texts])
+        entry["first_stage"] = [scores[qid][d] for d in entry["doc_ids"]]
 
 
 # ---------------------------------------------------------------------- offline evaluation
@@ -101,11 +128,9 @@ def setting_scores(entry: dict, setting: str, shuffled: bool) -> list[float]:
     own = entry[f"{run}/shuffled" if shuffled else run]
     if not fusion:
         return own
-    if fusion == "rrf":  # the first stage's rank is the BM25 order, whatever order the input came in
-        ranks = np.argsort(np.argsort(-np.asarray(own)))
-        return [1 / (60 + r) + 1 / (60 + i) for i, r in enumerate(ranks)]
-    weight = float(fusion.removeprefix("lexical@"))
-    return (zscores(own) + weight * zscores(entry["lexical"])).tolist()
+    signal, _, weight = fusion.partition("@")
+    other = entry["in_list_bm25" if signal == "lexical" else "first_stage"]
+    return (zscores(own) + float(weight) * zscores(other)).tolist()
 
 
 def evaluate_set(record: dict, setting: str) -> tuple[float, float]:
@@ -114,14 +139,20 @@ def evaluate_set(record: dict, setting: str) -> tuple[float, float]:
         first = setting_scores(entry, setting, False)
         run = {qid: strict_scores(entry["doc_ids"], first)}
         ndcgs.append(evaluate({qid: record["qrels"][qid]}, run, recall_ks=()).mean["ndcg@10"])
-        if "rrf" not in setting and f"{setting.partition('+')[0]}/shuffled" in entry:
+        if "first-stage" in setting:  # given scores order the prompts: the very same prompts, tau 1
+            taus.append(1.0)
+        elif f"{setting.partition('+')[0]}/shuffled" in entry:
             taus.append(kendall_tau(first, setting_scores(entry, setting, True)))
     return 100 * statistics.fmean(ndcgs), statistics.fmean(taus) if taus else float("nan")
 
 
 def report(names: list[str]) -> dict[str, Any]:
     records = {n: json.loads((OUT / f"{n}.json").read_text()) for n in names if (OUT / f"{n}.json").is_file()}
-    settings = [*RUNS, *(f"{r}+lexical@{w}" for r in ("input", "lexical") for w in FUSION_WEIGHTS), "input+rrf"]
+    settings = [
+        *RUNS,
+        *(f"lexical+lexical@{w}" for w in FUSION_WEIGHTS),
+        *(f"input+first-stage@{w}" for w in FUSION_WEIGHTS),
+    ]
     table: dict[str, Any] = {}
     for setting in settings:
         row = {}
@@ -132,7 +163,7 @@ def report(names: list[str]) -> dict[str, Any]:
         table[setting] = row
     baselines: dict[str, dict[str, float]] = {"bm25": {}, "in-list lexical": {}}
     for name, record in records.items():
-        for label, key in (("bm25", None), ("in-list lexical", "lexical")):
+        for label, key in (("bm25", None), ("in-list lexical", "in_list_bm25")):
             run = {
                 q: strict_scores(e["doc_ids"], e[key] if key else [0.0] * len(e["doc_ids"]))
                 for q, e in record["queries"].items()

@@ -8,7 +8,7 @@ from test_capture import DOCS, QUERY, _tiny
 from transformers import AutoTokenizer
 
 from core_rerank import CoReReranker, HeadConfig, InputError
-from core_rerank.first_stage import check_first_stage_scores, first_stage_permutation, lexical_scores
+from core_rerank.first_stage import check_first_stage_scores, first_stage_permutation, fuse, lexical_scores
 
 HEADS = [(1, 3), (2, 0), (3, 2)]
 MORE_DOCS = DOCS + ["Gravity of the sun also moves the sea a little.", "Cats sleep most of the day."]
@@ -82,3 +82,29 @@ def test_first_stage_scores_order_the_prompt_and_equal_the_reference_there(model
     assert sorted(r.index for r in ranked) == [0, 1, 2, 3] and [r.score for r in ranked] == sorted(got, reverse=True)
     with pytest.raises(InputError, match="first_stage_scores"):
         reranker.rerank(QUERY, DOCS, first_stage_scores=[1.0, 2.0])
+
+
+def test_fuse_adds_weighted_z_scores_and_keeps_empty_documents_last():
+    scores = {None: [1.0, 3.0, float("-inf"), 2.0]}
+    assert fuse(scores, [5.0, 1.0, 9.0, 3.0], 0.0) is scores  # weight 0: unchanged
+    assert fuse(scores, None, 1.0) is scores
+    fused = fuse(scores, [5.0, 1.0, 9.0, 3.0], 1.0)[None]
+    # own z over the 3 finite ones: -1.22, 1.22, 0; first stage z over the same: 1.22, -1.22, 0
+    assert fused[0] == pytest.approx(0.0, abs=1e-9) and fused[1] == pytest.approx(0.0, abs=1e-9)
+    assert fused[2] == float("-inf") and fused[3] == pytest.approx(0.0, abs=1e-9)
+    heavy = fuse(scores, [5.0, 1.0, 9.0, 3.0], 3.0)[None]
+    assert heavy[0] > heavy[3] > heavy[1]  # the first stage now decides
+
+
+def test_first_stage_weight_in_the_heads_fuses_the_reranker_scores(model, tokenizer):
+    plain = _reranker(model, tokenizer, "input")
+    heads = HeadConfig(heads=HEADS, scoring={"first_stage_weight": 0.5})
+    fusing = CoReReranker(model, tokenizer, heads=heads)
+    first_stage = [0.1, 3.0, 2.0, -1.0]
+    raw = plain.score(QUERY, DOCS, first_stage_scores=first_stage)
+    assert fusing.score(QUERY, DOCS) == pytest.approx(plain.score(QUERY, DOCS))  # no scores: nothing to fuse
+    assert fusing.score(QUERY, DOCS, first_stage_scores=first_stage) == pytest.approx(
+        fuse({None: raw}, first_stage, 0.5)[None]
+    )
+    with pytest.raises(InputError, match="first_stage_weight|greater"):
+        HeadConfig(heads=HEADS, scoring={"first_stage_weight": -1})
