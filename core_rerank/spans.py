@@ -10,10 +10,13 @@ turns them into spans of the caller's text, with no extra forward pass:
 2. words -> units: sentences (a ``.``/``!``/``?`` word before a capital or digit, or a line
    break in the text as given; sentences over ``MAX_UNIT_WORDS`` are cut in even pieces);
 3. units -> spans: each unit's score is its attention (sum of its words) plus ``LEXICAL_WEIGHT``
-   times its share of the query's content words, both relative to the document's best unit
-   (tied best with the plain sum on training data, docs/results.md "Evidence spans"); a span's
-   ``score`` is its unit score over the document's best, in [0, 1]. Spans at or above
-   ``threshold`` are kept, best first, at most ``max_spans``.
+   times its share of the query's content words (both relative to the document's best unit),
+   plus, where those are above 0, ``ANSWER_WEIGHT`` times its density of answer-like words
+   (:func:`answer_words`: words that are not the query's and look like what the query asks
+   for, a date for "when", a number for "how many", a name for "who"/"where", else a number or
+   a name; chosen on training data, docs/results.md "Evidence spans"); a span's ``score`` is
+   its unit score over the document's best, in [0, 1]. Spans at or above ``threshold`` are
+   kept, best first, at most ``max_spans``.
 
 Offsets are end-exclusive character offsets into ``RerankResult.text``: the string as given for
 a string document, ``title + " " + text`` for a ``{"text", "title"}`` mapping (what is prompted;
@@ -38,11 +41,23 @@ from .errors import InputError
 UNITS: tuple[str, ...] = ("sentence", "word")
 MAX_UNIT_WORDS = 40
 LEXICAL_WEIGHT = 0.5  # chosen on NQ-open and SciFact train (scripts/span_study.py; 0-2 were within noise)
+ANSWER_WEIGHT = 5.0  # per answer-like word per unit word; chosen on NQ-open, checked on SciFact train
 _ABBREVIATIONS = frozenset("al e.g i.e etc vs fig figs dr mr mrs ms st no approx ca cf".split())
 _STOPWORDS = frozenset(
     "a an and are as at be by did do does for from had has have how in is it its of on or that the "
     "their there this to was were what when where which who whom whose why will with".split()
 )
+_MONTHS = frozenset("january february march april may june july august september october november december".split())
+_NUMBER_WORDS = frozenset(
+    "one two three four five six seven eight nine ten eleven twelve hundred thousand million billion "
+    "first second third".split()
+)
+_ASKS = (  # what a query asks for, by its question words (first match wins; none: "any")
+    ("date", re.compile(r"\b(when|what year|which year|what date|how long ago)\b")),
+    ("number", re.compile(r"\bhow (many|much|long|old|far|big|tall|high)\b|\bwhat (percentage|number)\b")),
+    ("name", re.compile(r"\b(who|whom|whose|where)\b")),
+)
+_DIGIT = re.compile(r"\d")
 _WORD = re.compile(r"\S+")
 _TOKEN = re.compile(r"\w+")
 
@@ -131,13 +146,57 @@ def content_words(text: str) -> set[str]:
 
 
 def unit_scores(
-    word_scores: np.ndarray, units: Sequence[tuple[int, int]], overlaps: np.ndarray, lexical_weight: float
+    word_scores: np.ndarray,
+    units: Sequence[tuple[int, int]],
+    overlaps: np.ndarray,
+    lexical_weight: float,
+    answers: np.ndarray | None = None,
+    answer_weight: float = 0.0,
 ) -> np.ndarray:
     """Each unit's score in [0, 1]: attention sum over the best unit's, plus ``lexical_weight``
-    times its query-word overlap over the best overlap, all over the best combined value."""
+    times its query-word overlap over the best overlap, plus (in units where those two are
+    above 0: answer-like words alone are no evidence) ``answer_weight`` times its answer-like
+    words (``answers``) per word, all over the best combined value."""
     attention = np.asarray([word_scores[a:b].sum() for a, b in units], dtype=np.float64)
     combined = _share_of_best(attention) + lexical_weight * _share_of_best(overlaps)
+    if answers is not None and answer_weight:
+        lengths = np.asarray([max(b - a, 1) for a, b in units], dtype=np.float64)
+        combined = combined + answer_weight * np.asarray(answers, dtype=np.float64) / lengths * (combined > 0)
     return _share_of_best(combined)
+
+
+def asks_for(query: str) -> str:
+    """What ``query`` asks for: ``"date"``, ``"number"``, ``"name"`` or ``"any"`` (a claim, a
+    "what" or "which" question, or no question words), from its question words."""
+    lowered = query.lower()
+    return next((kind for kind, pattern in _ASKS if pattern.search(lowered)), "any")
+
+
+def answer_words(
+    text: str, bounds: np.ndarray, units: Sequence[tuple[int, int]], query: str, kind: str | None = None
+) -> np.ndarray:
+    """Per unit, how many of its words look like an answer to ``query``: words holding none of
+    the query's content words that are, by ``kind`` (default :func:`asks_for`), a date (a digit
+    or a month name), a number (a digit or a number word), a name (capitalised, not the unit's
+    first word) or, for ``"any"``, a digit or a name."""
+    kind, wanted = kind or asks_for(query), content_words(query)
+    counts = []
+    for a, b in units:
+        found = 0
+        for k in range(a, b):
+            word = text[bounds[k, 0] : bounds[k, 1]]
+            tokens = set(_TOKEN.findall(word.lower()))
+            if tokens & wanted:
+                continue
+            digit, name = bool(_DIGIT.search(word)), k > a and word[:1].isupper()
+            if kind == "date":
+                found += digit or bool(tokens & _MONTHS)
+            elif kind == "number":
+                found += digit or bool(tokens & _NUMBER_WORDS)
+            else:
+                found += name or (kind == "any" and digit)
+        counts.append(found)
+    return np.asarray(counts, dtype=np.float64)
 
 
 def _share_of_best(values: np.ndarray) -> np.ndarray:
@@ -166,7 +225,8 @@ def select_spans(
     else:
         units = sentence_units(text, bounds, count)
         overlaps = unit_overlaps(text, bounds, units, content_words(query))
-        scores = unit_scores(word_scores, units, overlaps, LEXICAL_WEIGHT)
+        answers = answer_words(text, bounds, units, query)
+        scores = unit_scores(word_scores, units, overlaps, LEXICAL_WEIGHT, answers, ANSWER_WEIGHT)
     order = sorted(range(len(units)), key=lambda u: (-scores[u], u))
     kept = [u for u in order if scores[u] >= settings.threshold and scores[u] > 0][: settings.max_spans]
     return [

@@ -1,6 +1,6 @@
 """How should per-token scores become evidence spans? A study on training data only.
 
-    python scripts/span_study.py --items 200                 # score (resumes) and report
+    python scripts/span_study.py --items 800                 # score (resumes) and report
     python scripts/span_study.py --report                    # report and plot from the JSON
 
 Sets (both training data): **NQ-open** (``../shared/data/head-detection``: question, answer
@@ -31,6 +31,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +121,37 @@ def score_items(items: list[dict[str, Any]], path: Path) -> list[dict[str, Any]]
 Unit = tuple[int, int]
 
 
-def units_of(row: dict[str, Any]) -> tuple[np.ndarray, list[Unit], np.ndarray, np.ndarray]:
-    text = row["gold"]
+@dataclass
+class Passage:
+    """A gold passage's words, sentence units and per-unit signals (attention sum, query-word
+    overlap, answer-like words, and attention on words that hold no query word)."""
+
+    words: np.ndarray
+    units: list[Unit]
+    attention: np.ndarray
+    overlaps: np.ndarray
+    answers: np.ndarray
+    off_query: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.asarray([b - a for a, b in self.units], dtype=float)
+
+    @property
+    def index(self) -> np.ndarray:
+        return np.arange(len(self.units), dtype=float)
+
+
+def units_of(row: dict[str, Any], max_words: int | None = sp.MAX_UNIT_WORDS, kind: str | None = None) -> Passage:
+    text, query = row["gold"], row["query"]
     bounds = sp.word_bounds(text)
     words = np.asarray(row["words"])
-    units = sp.sentence_units(text, bounds, len(words))
-    attention = np.asarray([words[a:b].sum() for a, b in units])
-    overlaps = sp.unit_overlaps(text, bounds, units, sp.content_words(row["query"]))
-    return words, units, attention, overlaps
+    units = sp.sentence_units(text, bounds, len(words), max_words)
+    wanted = sp.content_words(query)
+    plain = np.asarray([0.0 if sp.content_words(text[s:e]) & wanted else 1.0 for s, e in bounds[: len(words)]])
+    return Passage(words, units, np.asarray([words[a:b].sum() for a, b in units]),
+                   sp.unit_overlaps(text, bounds, units, wanted), sp.answer_words(text, bounds, units, query, kind),
+                   np.asarray([(words[a:b] * plain[a:b]).sum() for a, b in units]))  # fmt: skip
 
 
 def best_window(words: np.ndarray, size: int) -> Unit:
@@ -149,20 +173,96 @@ def merged(units: list[Unit], values: np.ndarray, share: float) -> Unit:
     return units[first][0], units[last][1]
 
 
-def ranked_rules() -> dict[str, Callable[[np.ndarray, list[Unit], np.ndarray, np.ndarray], np.ndarray]]:
-    """Rules that order a passage's units (the first is the top span)."""
-    lengths = lambda units: np.asarray([b - a for a, b in units], dtype=float)  # noqa: E731
-    rules = {
-        "attention sum (sentence)": lambda w, u, a, o: a,
-        "attention mean (sentence)": lambda w, u, a, o: a / lengths(u),
-        "attention sum/sqrt(len)": lambda w, u, a, o: a / np.sqrt(lengths(u)),
-        "lexical (baseline)": lambda w, u, a, o: o - 1e-9 * np.arange(len(u)),
-        "lexical, attention breaks ties": lambda w, u, a, o: o + 1e-3 * sp.unit_scores(w, u, o, 0.0),
-        "first sentence (baseline)": lambda w, u, a, o: -np.arange(len(u), dtype=float),
+def with_short_neighbour(units: list[Unit], values: np.ndarray, short: int) -> Unit:
+    """The best unit, joined to its better neighbour when it has fewer than ``short`` words."""
+    best = int(np.argmax(values))
+    (a, b), count = units[best], len(units)
+    if b - a >= short or count == 1:
+        return a, b
+    other = best - 1 if best == count - 1 or (best > 0 and values[best - 1] >= values[best + 1]) else best + 1
+    return min(a, units[other][0]), max(b, units[other][1])
+
+
+Rule = Callable[[Passage], np.ndarray]
+
+
+def share(values: np.ndarray) -> np.ndarray:
+    """Values over the largest (negatives as 0), as ``spans.unit_scores`` combines them."""
+    values = np.clip(np.asarray(values, dtype=float), 0.0, None)
+    return values / values.max() if values.size and values.max() > 0 else np.zeros_like(values)
+
+
+ANSWER_RULE = f"attention + {sp.LEXICAL_WEIGHT:g} x lexical + {sp.ANSWER_WEIGHT:g} x answer-like words per word"
+
+
+def shipped(p: Passage, answer_weight: float = sp.ANSWER_WEIGHT) -> np.ndarray:
+    return sp.unit_scores(p.words, p.units, p.overlaps, sp.LEXICAL_WEIGHT, p.answers, answer_weight)
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / (values.std() + 1e-9)
+
+
+def ranks(values: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(-values, kind="stable"), kind="stable").astype(float)
+
+
+def ranked_rules() -> dict[str, Rule]:
+    """Rules that order a passage's units (the first is the top span; ties go to the earlier)."""
+    lex = sp.LEXICAL_WEIGHT
+    base: Rule = lambda p: share(p.attention) + lex * share(p.overlaps)  # noqa: E731
+    rules: dict[str, Rule] = {
+        "attention sum (sentence)": lambda p: p.attention,
+        "attention mean (sentence)": lambda p: p.attention / p.lengths,
+        "attention sum/sqrt(len)": lambda p: p.attention / np.sqrt(p.lengths),
+        "lexical (baseline)": lambda p: p.overlaps,
+        "lexical, attention breaks ties": lambda p: p.overlaps + 1e-3 * share(p.attention),
+        "first sentence (baseline)": lambda p: -p.index,
+        "attention/len^0.25 + 0.5 x lexical": lambda p: share(p.attention / p.lengths**0.25) + lex * share(p.overlaps),
+        "attention/len^0.5 + 0.5 x lexical": lambda p: share(p.attention / p.lengths**0.5) + lex * share(p.overlaps),
+        "z(attention) + 0.5 x z(lexical)": lambda p: zscore(p.attention) + lex * zscore(p.overlaps),
+        "rank(attention) + rank(lexical)": lambda p: -(ranks(p.attention) + ranks(p.overlaps)),
+        "attention on non-query words + 1 x lexical": lambda p: share(p.off_query) + share(p.overlaps),
+        "attention + 0.5 x lexical + 0.2 / (1 + sentence index)": lambda p: base(p) + 0.2 / (1 + p.index),
+        "answer-like words per word alone": lambda p: p.answers / p.lengths,
+        "lexical + 5 x answer-like per word (no attention)": lambda p: share(p.overlaps) + 5 * p.answers / p.lengths,
+        "attention + 5 x answer-like per word (no lexical)": lambda p: share(p.attention) + 5 * p.answers / p.lengths,
+        "attention + 0.5 x lexical + 0.2 x answer-like words (count)": lambda p: base(p) + 0.2 * p.answers,
+        "attention + 0.5 x lexical + 5 x answer-like per word, in every sentence (no gate)": lambda p: (
+            base(p) + 5 * p.answers / p.lengths
+        ),
+        "(attention + 0.5 x lexical) x (1 + 5 x answer-like per word)": lambda p: (
+            base(p) * (1 + 5 * p.answers / p.lengths)
+        ),
     }
     for weight in (0.25, 0.5, 1.0, 2.0):
-        rules[f"attention + {weight:g} x lexical"] = lambda w, u, a, o, weight=weight: sp.unit_scores(w, u, o, weight)
+        rules[f"attention + {weight:g} x lexical"] = lambda p, w=weight: share(p.attention) + w * share(p.overlaps)
+    for bonus in (0.1, 0.2, 0.3):
+        rules[f"attention + 0.5 x lexical + {bonus:g} x first sentence"] = lambda p, b=bonus: (
+            base(p) + b * (p.index == 0)
+        )
+    for weight in (1.0, 2.0, 3.0, 5.0, 7.0, 10.0):
+        name = (
+            ANSWER_RULE
+            if weight == sp.ANSWER_WEIGHT
+            else f"attention + 0.5 x lexical + {weight:g} x answer-like per word"
+        )
+        rules[name] = lambda p, w=weight: shipped(p, w)
     return rules
+
+
+def variants(row: dict[str, Any]) -> dict[str, Unit]:
+    """Top spans of rules on other units (sentence cuts, the answer type ignored, neighbours)."""
+    found = {}
+    for cut in (30, 50):
+        p = units_of(row, cut)
+        found[f"lexical, sentences cut at {cut} words"] = p.units[int(np.argmax(p.overlaps))]
+        found[f"{ANSWER_RULE}, sentences cut at {cut} words"] = p.units[int(np.argmax(shipped(p)))]
+    p = units_of(row, kind="any")
+    found["attention + 0.5 x lexical + 5 x digits/names per word (any question)"] = p.units[int(np.argmax(shipped(p)))]
+    p = units_of(row)
+    found[f"{ANSWER_RULE}, joined to a neighbour under 10 words"] = with_short_neighbour(p.units, shipped(p), 10)
+    return found
 
 
 def evaluate(
@@ -177,16 +277,18 @@ def evaluate(
         table.setdefault(name, []).append((hit(row, start, end), stop - first, hit(row, 0, lead)))
 
     for row in rows:
-        words, units, attention, overlaps = units_of(row)
+        p = units_of(row)
         for name, rule in ranked_rules().items():
-            add(name, row, *units[int(np.argmax(rule(words, units, attention, overlaps)))])
-        for share in (0.5, 0.8):
-            add(f"attention sum, merge neighbours >= {share:g} x best", row, *merged(units, attention, share))
+            add(name, row, *p.units[int(np.argmax(rule(p)))])
+        for name, unit in variants(row).items():
+            add(name, row, *unit)
+        for share_ in (0.5, 0.8):
+            add(f"attention sum, merge neighbours >= {share_:g} x best", row, *merged(p.units, p.attention, share_))
         for size in (10, 20, 30):
-            add(f"attention window of {size} words", row, *best_window(words, size))
+            add(f"attention window of {size} words", row, *best_window(p.words, size))
         bounds = sp.word_bounds(row["gold"])
-        chance = np.mean([hit(row, int(bounds[a, 0]), int(bounds[b - 1, 1])) for a, b in units])
-        table.setdefault("random sentence (expected)", []).append((chance, np.mean([b - a for a, b in units]), 0.0))
+        chance = np.mean([hit(row, int(bounds[a, 0]), int(bounds[b - 1, 1])) for a, b in p.units])
+        table.setdefault("random sentence (expected)", []).append((chance, float(p.lengths.mean()), 0.0))
     return {
         name: {
             "hit_rate": float(np.mean([h for h, _, _ in values])),
@@ -196,6 +298,25 @@ def evaluate(
         }
         for name, values in table.items()
     }
+
+
+def paired_gain(rows: list[dict[str, Any]], hit: Callable, rule: str, baseline: str = "lexical (baseline)") -> dict:
+    """The rule's hit rate minus the baseline's on the same items, with a bootstrap 95% interval
+    (2000 resamples, seed 0), on all items and on the first and second halves."""
+    rules = ranked_rules()
+    gains = []
+    for row in rows:
+        p = units_of(row)
+        bounds = sp.word_bounds(row["gold"])
+        pair = [p.units[int(np.argmax(rules[name](p)))] for name in (rule, baseline)]
+        gains.append([hit(row, int(bounds[a, 0]), int(bounds[b - 1, 1])) for a, b in pair])
+    diff = np.asarray([float(g) - float(b) for g, b in gains])
+    rng = np.random.default_rng(0)
+    boot = [diff[rng.integers(0, len(diff), len(diff))].mean() for _ in range(2000)]
+    half = len(diff) // 2
+    return {"rule": rule, "baseline": baseline, "gain": float(diff.mean()), "low": float(np.percentile(boot, 2.5)),
+            "high": float(np.percentile(boot, 97.5)), "first_half": float(diff[:half].mean()),
+            "second_half": float(diff[half:].mean())}  # fmt: skip
 
 
 def nq_hit(row: dict[str, Any], start: int, end: int) -> bool:
@@ -222,18 +343,17 @@ def recall_curve(
     rules = ranked_rules()
     points: dict[float, list[tuple[float, bool]]] = {}
     for row in rows:
-        words, units, attention, overlaps = units_of(row)
+        p = units_of(row)
         bounds = sp.word_bounds(row["gold"])
         keys = list(thresholds) if thresholds else list(range(1, 7))
         for key in keys:
             if thresholds:
-                scores = sp.unit_scores(words, units, overlaps, sp.LEXICAL_WEIGHT)
-                kept = [u for u, s in zip(units, scores) if s >= key and s > 0]
+                kept = [u for u, s in zip(p.units, shipped(p)) if s >= key and s > 0]
             else:
-                order = np.argsort(-rules[order_rule](words, units, attention, overlaps), kind="stable")
-                kept = [units[i] for i in order[:key]]
+                order = np.argsort(-rules[order_rule or ""](p), kind="stable")
+                kept = [p.units[i] for i in order[:key]]
             found = any(hit(row, int(bounds[a, 0]), int(bounds[b - 1, 1])) for a, b in kept)
-            points.setdefault(key, []).append((sum(b - a for a, b in kept) / len(words), found))
+            points.setdefault(key, []).append((sum(b - a for a, b in kept) / len(p.words), found))
     return [[float(np.mean([s for s, _ in v])), float(np.mean([f for _, f in v]))] for _, v in sorted(points.items())]
 
 
@@ -314,7 +434,8 @@ THRESHOLDS = (1.0, 0.9, 0.75, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
 
 DISPLAY = {
     "lexical (baseline)": "lexical sentence (baseline: most query content words)",
-    f"attention + {sp.LEXICAL_WEIGHT:g} x lexical": f"attention + {sp.LEXICAL_WEIGHT:g} x lexical (shipped)",
+    f"attention + {sp.LEXICAL_WEIGHT:g} x lexical": f"attention + {sp.LEXICAL_WEIGHT:g} x lexical (shipped before)",
+    ANSWER_RULE: f"{ANSWER_RULE} (shipped)",
 }
 
 
@@ -346,6 +467,11 @@ def report(record: dict[str, Any]) -> None:
     print("|---|---|---|---|---|---|---|")
     for cells in markdown_rows(record):
         print("| " + " | ".join(cells) + " |")
+    for name, result in record["sets"].items():
+        if "gain" in result:
+            g = result["gain"]
+            print(f"\n{name}: {g['rule']} minus {g['baseline']}, same items: {g['gain']:+.1%} "
+                  f"(95% [{g['low']:+.1%}, {g['high']:+.1%}]; halves {g['first_half']:+.1%}, {g['second_half']:+.1%})")  # fmt: skip
     if "timing" in record:
         t = record["timing"]
         print(
@@ -356,8 +482,8 @@ def report(record: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--items", type=int, default=200, help="NQ-open items")
-    parser.add_argument("--scifact-items", type=int, default=150, help="SciFact train items")
+    parser.add_argument("--items", type=int, default=800, help="NQ-open items")
+    parser.add_argument("--scifact-items", type=int, default=400, help="SciFact train items")
     parser.add_argument("--timing-items", type=int, default=10, help="NQ items timed with and without spans")
     parser.add_argument("--report", action="store_true", help="only report and plot from the saved JSON")
     args = parser.parse_args(argv)
@@ -367,7 +493,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.report:
         sets = {"nq": (nq_items, nq_hit, args.items), "scifact-train": (scifact_items, scifact_hit, args.scifact_items)}
         record = {"model": "smollm2-135m-instruct", "negatives": NEGATIVES, "lexical_weight": sp.LEXICAL_WEIGHT,
-                  "sets": {}}  # fmt: skip
+                  "answer_weight": sp.ANSWER_WEIGHT, "sets": {}}  # fmt: skip
         for name, (load, hit, count) in sets.items():
             items = load(count)
             rows = score_items(items, OUT / f"{name}.json")
@@ -375,7 +501,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 label: recall_curve(rows, hit, rule, () if rule else THRESHOLDS) for label, rule in CURVES.items()
             }
             record["sets"][name] = {"items": len(rows), "rules": evaluate(rows, hit), "curves": curves,
-                                    "position_profile": position_profile(rows)}  # fmt: skip
+                                    "position_profile": position_profile(rows),
+                                    "gain": paired_gain(rows, hit, ANSWER_RULE)}  # fmt: skip
         if args.timing_items:
             record["timing"] = timing(nq_items(args.timing_items))
         elif "timing" in previous:
