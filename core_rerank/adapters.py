@@ -1,10 +1,14 @@
-"""What the LlamaIndex and LangChain adapters share: the fields that load the model, loading
-it once from them, and handing an already-built reranker to the constructor (``from_reranker``)."""
+"""What the framework adapters share: the fields that load the model, loading it once from
+them, handing an already-built reranker to the constructor (``from_reranker``), and the
+first-stage scores they read off their documents (``first_stage_argument``)."""
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -71,3 +75,24 @@ def loaded_reranker(adapter: Any) -> Any:
             if getattr(adapter, "_reranker", None) is None:
                 adapter._reranker = load_reranker(adapter)
     return adapter._reranker
+
+
+def first_stage_argument(scores: Sequence[Any] | None, owner: str) -> dict[str, Any]:
+    """``rerank``'s ``first_stage_scores`` keyword from the scores an adapter read off its
+    documents (one each, higher is better): ``{}`` when the option is off (``scores`` is
+    ``None``), and also when any document has no score (``None`` or NaN): then the whole call
+    keeps the heads' order (``scoring.order_by``) and a ``UserWarning`` says so. A value that
+    is not a number is the core's ``InputError``. ``owner`` names the adapter in the warning."""
+    if scores is None:
+        return {}
+    values = list(scores)
+    missing = sum(1 for v in values if v is None or (isinstance(v, numbers.Real) and math.isnan(v)))
+    if missing:
+        warnings.warn(
+            f"{owner}: {missing} of {len(values)} documents have no first-stage score, so this call "
+            "orders the prompts as without use_first_stage_scores",
+            UserWarning,
+            stacklevel=3,
+        )
+        return {}
+    return {"first_stage_scores": values}

@@ -10,7 +10,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from core_rerank.adapters import given_reranker, handing_over, load_reranker, loaded_reranker
+from core_rerank.adapters import first_stage_argument, given_reranker, handing_over, load_reranker, loaded_reranker
 from core_rerank.head_config import HeadConfig
 from core_rerank.spans import join_spans, spans_argument
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
@@ -85,6 +85,18 @@ class CoReRerank(BaseDocumentCompressor):
     order (``" ... "``), ``metadata["full_text"]`` keeps the whole text and
     ``metadata["relevant_spans"]`` the offsets into it. Asks for spans with the default settings
     when ``relevant_spans`` is not set. A document with no span keeps its text."""
+    use_first_stage_scores: bool = False
+    """Order the prompts by each ``Document``'s ``metadata[first_stage_score_key]`` (the first
+    stage's score, higher is better) instead of the documents' order (``core_rerank.first_stage``);
+    it enters the score only with ``scoring.first_stage_weight`` > 0. When any document has no
+    score (a string or dict document never has one), the whole call keeps the heads' order, with a
+    ``UserWarning``."""
+    first_stage_score_key: str = "score"
+    """The metadata key ``use_first_stage_scores`` reads: ``"score"`` is where LangChain's
+    retrievers that return a score put it (``PineconeHybridSearchRetriever``,
+    ``AmazonKnowledgeBasesRetriever``, ``ZepRetriever``, ...; a vector store's own
+    ``as_retriever()`` drops its scores); ``"relevance_score"`` reads a reranker before this one.
+    A distance (lower is better) must be negated first."""
 
     _reranker: Any = PrivateAttr(default=None)
 
@@ -100,7 +112,8 @@ class CoReRerank(BaseDocumentCompressor):
     def from_reranker(cls, reranker: Any, **settings: Any) -> "CoReRerank":
         """A compressor around an already-built ``core_rerank.CoReReranker`` (no loading).
 
-        ``settings`` are the compressor's own (``top_n``, ``score_threshold``); the loading
+        ``settings`` are the compressor's own (``top_n``, ``score_threshold``, ``relevant_spans``,
+        ``cut_to_spans``, ``use_first_stage_scores``, ``first_stage_score_key``); the loading
         settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
         max_length, window_tokens, document_order) are taken from the reranker, so the fields
         describe what runs.
@@ -141,6 +154,7 @@ class CoReRerank(BaseDocumentCompressor):
             top_k=limit,
             score_threshold=self.score_threshold,
             **spans_argument(self._span_settings()),
+            **first_stage_argument(self._first_stage(documents), "CoReRerank"),
         )
         found = []
         for r in results:
@@ -149,6 +163,13 @@ class CoReRerank(BaseDocumentCompressor):
                 entry["relevant_spans"] = r.relevant_spans
             found.append(entry)
         return found
+
+    def _first_stage(self, documents: Sequence[Any]) -> list[Any] | None:
+        """Each document's first-stage score (``None`` where it has none), or ``None`` when off."""
+        if not self.use_first_stage_scores:
+            return None
+        key = self.first_stage_score_key
+        return [doc.metadata.get(key) if isinstance(doc, Document) else None for doc in documents]
 
     def _span_settings(self) -> Any:
         return self.relevant_spans if self.relevant_spans not in (None, False) or not self.cut_to_spans else True

@@ -12,7 +12,7 @@ import pyterrier as pt
 from pyterrier.model import add_ranks
 
 from core_rerank import adapters
-from core_rerank.adapters import given_reranker, handing_over, load_reranker, loaded_reranker
+from core_rerank.adapters import first_stage_argument, given_reranker, handing_over, load_reranker, loaded_reranker
 from core_rerank.head_config import HeadConfig
 from core_rerank.spans import spans_argument, spans_within
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
@@ -61,6 +61,7 @@ class CoReReRanker(pt.Transformer):
         title_field: str | None = None,
         verbose: bool = False,
         relevant_spans: bool | dict[str, Any] | None = None,
+        use_first_stage_scores: bool = False,
         **loading_settings: Any,
     ) -> None:
         """``model`` … ``window_tokens`` (and any further name of
@@ -70,7 +71,11 @@ class CoReReRanker(pt.Transformer):
         (BEIR style); ``None``: the text alone. ``verbose``: a progress bar over queries.
         ``relevant_spans``: ``True`` or span settings (``core_rerank.spans``) add a
         ``relevant_spans`` column: per row ``[{start, end, score}]`` best first, character
-        offsets into the ``text_field`` text."""
+        offsets into the ``text_field`` text. ``use_first_stage_scores``: order each query's
+        prompts by the input's ``score`` column (the first stage's, higher is better; the column
+        is then required) instead of the rows' order (``core_rerank.first_stage``); it is not
+        mixed into the CoRe score. A query with a missing (NaN) score in any row keeps the
+        heads' order, with a ``UserWarning``."""
         if "reranker" in loading_settings:
             raise TypeError("CoReReRanker(reranker=...) does not exist: use CoReReRanker.from_reranker(reranker)")
         explicit = dict(
@@ -88,6 +93,7 @@ class CoReReRanker(pt.Transformer):
         self.title_field = title_field
         self.verbose = verbose
         self.relevant_spans = relevant_spans
+        self.use_first_stage_scores = use_first_stage_scores
         given = given_reranker()
         # The model is loaded once, here (unless from_reranker hands one over), never per call.
         self._reranker: Any = given if given is not None else load_reranker(self)
@@ -97,8 +103,7 @@ class CoReReRanker(pt.Transformer):
         """A transformer around an already-built ``core_rerank.CoReReranker`` (nothing is loaded).
 
         ``settings`` are the transformer's own (``text_field``, ``title_field``, ``verbose``,
-        ``relevant_spans``); the
-        loading settings are taken from the reranker (``CoReReranker.settings()``)."""
+        ``relevant_spans``, ``use_first_stage_scores``); the loading settings are taken from the reranker (``CoReReranker.settings()``)."""
         with handing_over(reranker, settings, "transformer") as described:
             return cls(**described, **settings)
 
@@ -114,7 +119,8 @@ class CoReReRanker(pt.Transformer):
     __str__ = __repr__
 
     def _required(self) -> list[str]:
-        return [*QUERY_COLUMNS, self.text_field] + ([self.title_field] if self.title_field else [])
+        optional = [self.title_field] if self.title_field else []
+        return [*QUERY_COLUMNS, self.text_field, *optional] + (["score"] if self.use_first_stage_scores else [])
 
     def _check_columns(self, columns: Iterable[str]) -> None:
         missing = [c for c in self._required() if c not in set(columns)]
@@ -133,6 +139,7 @@ class CoReReRanker(pt.Transformer):
     def transform(self, inp: pd.DataFrame) -> pd.DataFrame:
         """Score every query's rows in one listwise call; returns them with ``score`` and ``rank``."""
         self._check_columns(inp.columns)
+        first_stage = inp["score"].to_numpy() if self.use_first_stage_scores else None
         out = inp.drop(columns=["score", "rank", "relevant_spans"], errors="ignore").reset_index(drop=True)
         scores = np.full(len(out), -np.inf, dtype="float64")
         spans: list[Any] = [[] for _ in range(len(out))]
@@ -140,9 +147,10 @@ class CoReReRanker(pt.Transformer):
         if self.verbose:
             groups = pt.tqdm(groups, desc=str(self), unit="q", total=out["qid"].nunique())
         for _, rows in groups:
-            documents = self._documents(rows)
-            results = self.reranker.rerank(rows["query"].iloc[0], documents, **spans_argument(self.relevant_spans))
-            positions = rows.index.to_numpy()
+            documents, positions = self._documents(rows), rows.index.to_numpy()
+            first = first_stage_argument(None if first_stage is None else first_stage[positions], str(self))
+            spans_wanted = spans_argument(self.relevant_spans)
+            results = self.reranker.rerank(rows["query"].iloc[0], documents, **spans_wanted, **first)
             for result in results:
                 scores[positions[result.index]] = result.score
                 if result.relevant_spans is not None:

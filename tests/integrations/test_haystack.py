@@ -101,6 +101,7 @@ def test_yaml_round_trip_reloads_the_same_settings(short_reranker, nq, monkeypat
         "meta_fields_to_embed",
         "meta_data_separator",
         "relevant_spans",
+        "use_first_stage_scores",
     }
     assert HeadConfig.from_dict(params["heads"]) == short_reranker.heads and isinstance(again.heads, HeadConfig)
     assert params["max_doc_words"] == SHORT_WORDS

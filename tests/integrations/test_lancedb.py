@@ -194,3 +194,31 @@ def test_construction_from_settings_or_from_a_loaded_reranker(shared_reranker, m
     assert loaded.reranker is shared_reranker and len(calls) == 1
     assert calls[0]["model_name_or_path"] == "smollm2-135m-instruct" and calls[0]["max_doc_words"] == 50
     assert str(loaded) == "CoReReranker(model='smollm2-135m-instruct', column='text')"
+
+
+@pytest.mark.parametrize("kind", ["vector", "fts", "hybrid"])
+def test_first_stage_scores_are_the_searchs_own(table, counting, shared_reranker, kind):
+    """use_first_stage_scores: -_distance (vector), _score (full text), for hybrid the reciprocal
+    rank fusion of the two legs' ranks; the rows rank as the core ranks them with those scores."""
+    ids = handed_over(table, kind)
+    legs = {
+        "vector": table.search(vector(QUERY)).limit(LIMIT).to_arrow(),
+        "fts": table.search(QUERY, query_type="fts").limit(LIMIT).to_arrow(),
+    }
+    if kind == "hybrid":
+        fused = dict.fromkeys(ids, 0.0)
+        for leg in legs.values():  # each leg comes best first
+            for rank, i in enumerate(leg["id"].to_pylist(), start=1):
+                fused[i] += 1.0 / (60 + rank)
+        expected_first = [fused[i] for i in ids]
+    else:
+        column, sign = ("_distance", -1.0) if kind == "vector" else ("_score", 1.0)
+        expected_first = [sign * v for v in legs[kind][column].to_pylist()]
+    counting.calls.clear()
+    out = rerank(searches(table)[kind](), CoReReranker(reranker=counting, use_first_stage_scores=True), kind)
+    ranked_ids = out.to_arrow()["id"].to_pylist()
+    assert len(counting.calls) == 1 and counting.calls[0][2]["first_stage_scores"] == pytest.approx(expected_first)
+    expected = shared_reranker.rerank(QUERY, [ROWS[i] for i in ids], first_stage_scores=expected_first)
+    assert ranked_ids == [ids[r.index] for r in expected][:LIMIT]
+    rerank(searches(table)[kind](), CoReReranker(reranker=counting), kind).to_arrow()
+    assert "first_stage_scores" not in counting.calls[-1][2]  # off by default

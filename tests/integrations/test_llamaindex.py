@@ -76,6 +76,7 @@ def test_to_dict_has_every_public_setting(shared_reranker):
         "method",
         "top_n",
         "keep_retrieval_score",
+        "use_first_stage_scores",
         "metadata_mode",
         "device",
         "dtype",

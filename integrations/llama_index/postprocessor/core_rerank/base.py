@@ -11,7 +11,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from core_rerank.adapters import given_reranker, handing_over, load_reranker, loaded_reranker
+from core_rerank.adapters import first_stage_argument, given_reranker, handing_over, load_reranker, loaded_reranker
 from core_rerank.head_config import HeadConfig
 from core_rerank.spans import join_spans, spans_argument, spans_within
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
@@ -63,6 +63,14 @@ class CoReRerank(BaseNodePostprocessor):
     keep_retrieval_score: bool = Field(
         default=False,
         description=("Copy each node's retrieval score into metadata['retrieval_score'] (on a copy of the node)."),
+    )
+    use_first_stage_scores: bool = Field(
+        default=False,
+        description=(
+            "Order the prompts by the retriever's NodeWithScore.score (higher is better) instead of the nodes' "
+            "order (core_rerank.first_stage); mixed into the score only with the heads' scoring.first_stage_weight > 0. When any node has "
+            "no score (None), the whole call keeps the heads' order, with a UserWarning."
+        ),
     )
     metadata_mode: MetadataMode = Field(
         default=MetadataMode.EMBED, description=("Which metadata is included in the text that is reranked.")
@@ -138,7 +146,7 @@ class CoReRerank(BaseNodePostprocessor):
         """A postprocessor around an already-built ``core_rerank.CoReReranker`` (no loading).
 
         ``settings`` are this postprocessor's own (``top_n``, ``score_threshold``,
-        ``keep_retrieval_score``, ``metadata_mode``, ``callback_manager``); the loading
+        ``keep_retrieval_score``, ``use_first_stage_scores``, ``metadata_mode``, ``callback_manager``); the loading
         settings (model, heads, method, device, dtype, num_layers_to_keep, max_doc_words,
         max_length, window_tokens, document_order) are taken from the reranker, so ``to_dict()``
         describes what runs.
@@ -184,12 +192,14 @@ class CoReRerank(BaseNodePostprocessor):
             },
         ) as event:
             wanted = self.relevant_spans if self.relevant_spans or not self.replace_text_with_spans else True
+            first_stage = [n.score for n in nodes] if self.use_first_stage_scores else None
             results = self.reranker.rerank(
                 query_bundle.query_str,
                 texts,
                 top_k=self.top_n,
                 score_threshold=self.score_threshold,
                 **spans_argument(wanted),
+                **first_stage_argument(first_stage, "CoReRerank"),
             )
             reranked = [
                 NodeWithScore(node=self._node_for(nodes[r.index], r.relevant_spans, texts[r.index]), score=r.score)

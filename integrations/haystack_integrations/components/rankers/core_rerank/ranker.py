@@ -11,12 +11,19 @@ from haystack import Document, component, default_from_dict, default_to_dict
 from haystack.core.errors import DeserializationError
 
 from core_rerank import adapters
-from core_rerank.adapters import given_reranker, handing_over, loaded_reranker
+from core_rerank.adapters import first_stage_argument, given_reranker, handing_over, loaded_reranker
 from core_rerank.head_config import HeadConfig
 from core_rerank.spans import spans_argument, spans_within
 from core_rerank.utils import DEFAULT_MAX_DOC_WORDS, DEFAULT_MODEL
 
-_OWN_SETTINGS = ("top_k", "score_threshold", "meta_fields_to_embed", "meta_data_separator", "relevant_spans")
+_OWN_SETTINGS = (
+    "top_k",
+    "score_threshold",
+    "meta_fields_to_embed",
+    "meta_data_separator",
+    "relevant_spans",
+    "use_first_stage_scores",
+)
 
 
 @component
@@ -60,6 +67,7 @@ class CoReRanker:
         meta_fields_to_embed: list[str] | None = None,
         meta_data_separator: str = "\n",
         relevant_spans: bool | dict[str, Any] | None = None,
+        use_first_stage_scores: bool = False,
         **loading_settings: Any,
     ) -> None:
         """
@@ -88,6 +96,10 @@ class CoReRanker:
             ``True`` or settings (``threshold``, ``max_spans``, ``unit``) put
             ``meta["relevant_spans"]`` (``[{start, end, score}]`` best first, character offsets
             into ``content``) on each returned Document.
+        :param use_first_stage_scores: Order the prompts by the retriever's ``Document.score``
+            (higher is better) instead of the Documents' order (``core_rerank.first_stage``); they
+            enter the score only with ``scoring.first_stage_weight`` > 0. When any Document has no
+            score (``None``), the whole call keeps the heads' order, with a ``UserWarning``.
         :param loading_settings: Any further loading setting of ``core_rerank.adapters.LOADING_SETTINGS``
             (passed to ``CoReReranker.from_pretrained``; its default there when left out).
         :raises ValueError: If ``top_k`` is not > 0.
@@ -114,6 +126,7 @@ class CoReRanker:
         self.meta_fields_to_embed = list(meta_fields_to_embed or [])
         self.meta_data_separator = meta_data_separator
         self.relevant_spans = relevant_spans
+        self.use_first_stage_scores = use_first_stage_scores
         # from_reranker hands an already-loaded reranker over; otherwise warm_up() loads one.
         self._reranker: Any = given_reranker()
 
@@ -122,7 +135,7 @@ class CoReRanker:
         """A ranker around an already-built ``core_rerank.CoReReranker`` (nothing is loaded).
 
         ``settings`` are the ranker's own (``top_k``, ``score_threshold``, ``meta_fields_to_embed``,
-        ``meta_data_separator``); the loading settings are taken from the reranker
+        ``meta_data_separator``, ``relevant_spans``, ``use_first_stage_scores``); the loading settings are taken from the reranker
         (``CoReReranker.settings()``), so ``to_dict()`` describes what runs.
         """
         with handing_over(reranker, settings, "ranker") as described:
@@ -194,8 +207,14 @@ class CoReRanker:
             return {"documents": []}
         self.warm_up()
         texts = self._texts(documents)
+        first_stage = [doc.score for doc in documents] if self.use_first_stage_scores else None
         results = self._reranker.rerank(
-            query, texts, top_k=top_k, score_threshold=score_threshold, **spans_argument(self.relevant_spans)
+            query,
+            texts,
+            top_k=top_k,
+            score_threshold=score_threshold,
+            **spans_argument(self.relevant_spans),
+            **first_stage_argument(first_stage, "CoReRanker"),
         )
         return {"documents": [self._ranked(documents[r.index], r, texts[r.index]) for r in results]}
 
