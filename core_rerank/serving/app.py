@@ -40,6 +40,7 @@ from .schemas import (
     TEIResult,
     describe_validation_error,
     document_text,
+    first_stage_option,
     span_options,
 )
 from .service import LocalScorer, RerankService
@@ -220,6 +221,15 @@ def parse(model: "type[BaseModel]", body: dict) -> Any:
         raise APIError(400, f"invalid request: {describe_validation_error(exc)}") from None
 
 
+def first_stage(value: Any, count: int) -> list[float] | None:
+    """A request's checked ``first_stage_scores`` (``None`` when absent); a bad value is 422, as
+    a bad ``relevant_spans`` is."""
+    try:
+        return first_stage_option(value, count)
+    except InputError as exc:
+        raise APIError(422, f"invalid request: first_stage_scores: {exc}") from None
+
+
 def _schema(model: "type[BaseModel]") -> dict:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
@@ -240,7 +250,8 @@ def _add_rerank_routes(app: FastAPI, service: Callable[[], RerankService], max_b
             spans = span_options(getattr(req, "relevant_spans", None))
         except InputError as exc:
             raise APIError(422, f"invalid request: relevant_spans: {exc}") from None
-        ranked = await svc.rank(req.query, texts, req.max_tokens_per_doc, spans)
+        firsts = first_stage(req.first_stage_scores, len(texts))
+        ranked = await svc.rank(req.query, texts, req.max_tokens_per_doc, spans, firsts)
         return_documents = req.return_documents if req.return_documents is not None else version == 1
         reply = svc.cohere(ranked, req.documents, texts, req.top_n, return_documents, version)
         return {**reply, **dialects.weaviate_fields(req.query, ranked, texts)} if weaviate else reply
@@ -268,7 +279,8 @@ def _add_rerank_routes(app: FastAPI, service: Callable[[], RerankService], max_b
         svc = service()
         svc.check_model(req.model)
         request.state.documents = len(req.documents)
-        ranked = await svc.rank(req.query, req.documents)
+        firsts = first_stage(req.first_stage_scores, len(req.documents))
+        ranked = await svc.rank(req.query, req.documents, first_stage_scores=firsts)
         return dialects.voyage_body(ranked, req.documents, svc.model_name, req.top_k, req.return_documents)
 
     @app.post(
@@ -295,22 +307,24 @@ def _add_rerank_routes(app: FastAPI, service: Callable[[], RerankService], max_b
         req = parse(TEIRerankRequest, body)
         svc = service()
         request.state.documents = len(req.texts)
-        ranked = await svc.rank(req.query, req.texts)
+        firsts = first_stage(req.first_stage_scores, len(req.texts))
+        ranked = await svc.rank(req.query, req.texts, first_stage_scores=firsts)
         return svc.tei(ranked, req.texts, req.raw_scores, req.return_text)
 
 
 def _add_dialect_routes(app: FastAPI, service: Callable[[], RerankService], max_body_bytes: int) -> None:
     """NVIDIA NIM ranking, vLLM score, and Weaviate's readiness and meta (``dialects``)."""
 
-    async def ranked_for(request: Request, model: str | None, query: str, texts: list[str]) -> Any:
+    async def ranked_for(request: Request, model: str | None, query: str, texts: list[str], firsts: Any = None) -> Any:
         svc = service()
         svc.check_model(model)
         request.state.documents = len(texts)
-        return svc, await svc.rank(query, texts)
+        return svc, await svc.rank(query, texts, first_stage_scores=first_stage(firsts, len(texts)))
 
     async def nim(request: Request) -> Any:
         req = parse(dialects.NIMRankingRequest, await read_json(request, max_body_bytes))
-        _, ranked = await ranked_for(request, req.model, req.query.text, [p.text for p in req.passages])
+        passages = [p.text for p in req.passages]
+        _, ranked = await ranked_for(request, req.model, req.query.text, passages, req.first_stage_scores)
         return dialects.nim_body(ranked, req.top_k)
 
     nim_route: dict[str, Any] = {

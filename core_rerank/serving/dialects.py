@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..errors import InputError
 from ..utils import json_float
 from .errors import APIError
-from .schemas import check_query
+from .schemas import FIRST_STAGE_FIELD, check_query
 from .service import Ranked
 
 VOYAGE_KEYS = ("top_k", "truncation")
@@ -67,6 +67,7 @@ class VoyageRerankRequest(_Strict):
     top_k: int | None = Field(default=None, gt=0, description="documents returned; absent: all")
     truncation: bool = True
     return_documents: bool = False
+    first_stage_scores: Any = FIRST_STAGE_FIELD
 
     _query_has_text = field_validator("query")(check_query)
 
@@ -83,6 +84,7 @@ class NIMRankingRequest(_Strict):
     passages: list[NIMText]
     truncate: Literal["NONE", "END"] = "END"
     top_k: int | None = Field(default=None, gt=0, description="sent by LiteLLM's legacy NIM route")
+    first_stage_scores: Any = FIRST_STAGE_FIELD
 
     @field_validator("query")
     @classmethod

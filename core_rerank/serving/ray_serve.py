@@ -50,12 +50,18 @@ class RerankModel:
         self.scorer = LocalScorer(settings.load(), max_queue=max_queue, timeout_s=timeout_s)
 
     async def rank(
-        self, query: str, texts: list[str], max_tokens_per_doc: int | None, relevant_spans: Any = None
+        self,
+        query: str,
+        texts: list[str],
+        max_tokens_per_doc: int | None,
+        relevant_spans: Any = None,
+        first_stage_scores: list[float] | None = None,
     ) -> dict[str, Any]:
         """``{"ranked": Ranked fields}`` or ``{"error": APIError fields}`` (errors travel as data,
         so the ingress tells a refused request from a dead replica)."""
         try:
-            return {"ranked": asdict(await self.scorer.rank(query, texts, max_tokens_per_doc, relevant_spans))}
+            ranked = await self.scorer.rank(query, texts, max_tokens_per_doc, relevant_spans, first_stage_scores)
+            return {"ranked": asdict(ranked)}
         except APIError as exc:
             return {"error": {"status": exc.status, "message": exc.message, "kind": exc.kind, "headers": exc.headers}}
 
@@ -79,11 +85,16 @@ class HandleScorer:
         return await self._call("settings")
 
     async def rank(
-        self, query: str, texts: list[str], max_tokens_per_doc: int | None = None, relevant_spans: Any = None
+        self,
+        query: str,
+        texts: list[str],
+        max_tokens_per_doc: int | None = None,
+        relevant_spans: Any = None,
+        first_stage_scores: list[float] | None = None,
     ) -> Ranked:
         self.in_flight += 1
         try:
-            out = await self._call("rank", query, texts, max_tokens_per_doc, relevant_spans)
+            out = await self._call("rank", query, texts, max_tokens_per_doc, relevant_spans, first_stage_scores)
         finally:
             self.in_flight -= 1
         if "error" in out:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InputError
+from ..first_stage import check_first_stage_scores
 
 
 def check_query(value: str) -> str:
@@ -22,11 +23,23 @@ def check_query(value: str) -> str:
     return value
 
 
+FIRST_STAGE_FIELD = Field(
+    default=None,
+    description=(
+        "optional: the first stage's score of each document (numbers, one per document, higher is better); "
+        "the prompts are built in this order instead of the documents' order (mixed into the scores only "
+        "when the heads' scoring.first_stage_weight is above 0)"
+    ),
+    json_schema_extra={"anyOf": [{"type": "array", "items": {"type": "number"}}, {"type": "null"}]},
+)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
     model: str | None = None
     query: str
     top_n: int | None = Field(default=None, description="documents returned; 0 or absent: all")
+    first_stage_scores: Any = FIRST_STAGE_FIELD
 
     _query_has_text = field_validator("query")(check_query)
 
@@ -84,6 +97,12 @@ def span_options(value: Any) -> dict[str, Any] | None:
     return {"threshold": options.threshold, "max_spans": options.max_spans}
 
 
+def first_stage_option(value: Any, count: int) -> list[float] | None:
+    """``rerank(first_stage_scores=...)`` from a request's field (``None``: absent): numbers, one
+    per document; anything else is an ``InputError`` (the route answers 422)."""
+    return check_first_stage_scores(value, count)
+
+
 class TEIRerankRequest(BaseModel):
     """Hugging Face text-embeddings-inference (``POST /rerank`` with ``texts``).
 
@@ -100,6 +119,7 @@ class TEIRerankRequest(BaseModel):
     truncation_direction: Literal["Left", "Right", "left", "right"] = "Right"
     raw_scores: bool = False
     return_text: bool = False
+    first_stage_scores: Any = FIRST_STAGE_FIELD
 
     _query_has_text = field_validator("query")(check_query)
 

@@ -63,13 +63,19 @@ class LocalScorer:
         return built_settings(self.reranker)
 
     async def rank(
-        self, query: str, texts: list[str], max_tokens_per_doc: int | None = None, relevant_spans: Any = None
+        self,
+        query: str,
+        texts: list[str],
+        max_tokens_per_doc: int | None = None,
+        relevant_spans: Any = None,
+        first_stage_scores: list[float] | None = None,
     ) -> Ranked:
         """Score on the model thread; a full queue, or a request that would not finish in time at
         the recent pace (``ModelWorker``), is 503 with Retry-After; a timeout 504, bad input 400."""
         try:
             return await self.worker.run(
-                lambda: self._rank(query, texts, max_tokens_per_doc, relevant_spans), cost=len(texts)
+                lambda: self._rank(query, texts, max_tokens_per_doc, relevant_spans, first_stage_scores),
+                cost=len(texts),
             )
         except QueueFull as exc:
             raise APIError(503, str(exc), "server_busy", {"Retry-After": str(exc.retry_after)}) from None
@@ -80,9 +86,17 @@ class LocalScorer:
         except InputError as exc:  # the reranker refused this input; anything else is a bug (500)
             raise APIError(400, str(exc)) from None
 
-    def _rank(self, query: str, texts: list[str], max_tokens_per_doc: int | None, relevant_spans: Any = None) -> Ranked:
+    def _rank(
+        self,
+        query: str,
+        texts: list[str],
+        max_tokens_per_doc: int | None,
+        relevant_spans: Any = None,
+        first_stage_scores: list[float] | None = None,
+    ) -> Ranked:
         texts = self._cap_tokens(texts, max_tokens_per_doc)  # a prefix of each text: span offsets hold
-        results = self.reranker.rerank(query, texts, **spans_argument(relevant_spans))
+        first_stage = {} if first_stage_scores is None else {"first_stage_scores": first_stage_scores}
+        results = self.reranker.rerank(query, texts, **spans_argument(relevant_spans), **first_stage)
         raw = [0.0] * len(texts)
         spans: list[list[dict[str, Any]]] | None = [[] for _ in texts] if relevant_spans else None
         for result in results:
@@ -150,13 +164,22 @@ class RerankService:
             )
 
     async def rank(
-        self, query: str, texts: list[str], max_tokens_per_doc: int | None = None, relevant_spans: Any = None
+        self,
+        query: str,
+        texts: list[str],
+        max_tokens_per_doc: int | None = None,
+        relevant_spans: Any = None,
+        first_stage_scores: list[float] | None = None,
     ) -> Ranked:
-        """``relevant_spans``: ``rerank``'s span settings (v2), passed on only when set."""
+        """``relevant_spans`` (``rerank``'s span settings, v2) and ``first_stage_scores`` (checked,
+        one per document) are passed on only when set: a request without them runs as before."""
         self.check_documents(len(texts))
+        extra: dict[str, Any] = {}
         if relevant_spans:
-            return await self.scorer.rank(query, texts, max_tokens_per_doc, relevant_spans)
-        return await self.scorer.rank(query, texts, max_tokens_per_doc)
+            extra["relevant_spans"] = relevant_spans
+        if first_stage_scores is not None:
+            extra["first_stage_scores"] = first_stage_scores
+        return await self.scorer.rank(query, texts, max_tokens_per_doc, **extra)
 
     # ------------------------------------------------------------------ responses
     def cohere(
