@@ -548,6 +548,32 @@ def position_table() -> list[list[Cell]]:
     return rows
 
 
+def first_stage_order_table() -> list[list[Cell]]:
+    """docs/results.md "First-stage order and first-stage scores": ``scripts/first_stage_study.py``."""
+    summary_json = json.loads((ROOT / "results" / "first_stage_study" / "summary.json").read_text())
+    table, sets = summary_json["table"], ("dl19", "scifact-train", "nq")
+    rows: list[list[Cell]] = []
+    for key, title, tau_one in (
+        ("input", "input order (today's default)", False),
+        ("lexical", '`order_by="lexical"`', False),
+        ("lexical+lexical@0.5", '`order_by="lexical"`, fused with the in-list BM25, w 0.5', False),
+        ("input", "`first_stage_scores`, w 0 (order only)", True),
+        ("input+first-stage@0.5", "`first_stage_scores`, w 0.5", False),
+        ("input+first-stage@1.0", "`first_stage_scores`, w 1", False),
+        ("input+first-stage@2.0", "`first_stage_scores`, w 2", False),
+    ):
+        row = table[key]
+        taus = [1.0 if tau_one else row[name]["order_tau"] for name in sets]
+        cells = [cat(num(row[name]["ndcg@10"], 2), " / ", num(tau, 3)) for name, tau in zip(sets, taus)]
+        mean_tau = 1.0 if tau_one else row["mean"]["order_tau"]
+        rows.append([title, *cells, num(row["mean"]["ndcg@10"], 2), num(mean_tau, 3)])
+    for key, title in (("bm25", "BM25 (first stage)"), ("in-list lexical", "in-list BM25 alone")):
+        values = summary_json["baselines"][key]
+        mean = sum(values[name] for name in sets) / len(sets)
+        rows.append([title, *(num(values[name], 2) for name in sets), num(mean, 2), "-"])
+    return rows
+
+
 # (where the table is: headings/lines searched in order, first table after the last; its rows,
 #  without the separator line; with_header: the first row is the table's header)
 TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
@@ -734,6 +760,7 @@ TABLES: list[tuple[Sequence[str], Callable[[], list[list[Cell]]], bool]] = [
     (["## Evidence spans", "| rule | NQ-open hit"], span_study_table, False),
     (["## Dense first stage (all-MiniLM-L6-v2)"], first_stage_table, False),
     (["## Position calibration", "| setting | DL19"], position_table, False),
+    (["## First-stage order and first-stage scores", "| setting | DL19"], first_stage_order_table, False),
     (["## CPU forward (packed)", "**SmolLM2-135M, bfloat16"], cpu_forward_table, False),
     (["## CPU forward (packed)", "### The Llama-3.1-8B shape on a CPU"], llama8b_table, False),
 ]

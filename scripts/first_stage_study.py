@@ -71,6 +71,8 @@ def study_set(args: argparse.Namespace, name: str, models: dict[str, CoReReranke
     queries, qrels, candidates, corpus = window_study.load_any_set(name, args.queries, args.depth)
     record.update(settings=vars(args), qrels={**record.get("qrels", {}), **qrels})
     add_first_stage_signals(name, record, queries, corpus, args.max_doc_words)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record))
     for number, qid in enumerate(queries, 1):
         doc_ids = candidates[qid]
         if not doc_ids or qid in record["queries"]:
