@@ -1,8 +1,8 @@
 """Where a job's queries are scored, and the one function that scores each of them.
 
 Jobs (``rerank-run``, ``eval --workers``, ``core_rerank.ray.rerank_dataset``) score *work
-items* ``{"query_id", "query", "doc_ids", "documents"}``: in this process, or on a Ray actor
-pool. One rule decides which (:func:`uses_ray`), one formula sizes a local Ray cluster
+items* ``{"query_id", "query", "doc_ids", "documents"}`` (and, when the job passes them, the
+run's ``"first_stage_scores"``, one per document): in this process, or on a Ray actor pool. One rule decides which (:func:`uses_ray`), one formula sizes a local Ray cluster
 (:func:`local_cluster_cpus`, also used by the server's Ray Serve replicas), and every path
 scores an item with :func:`score_item`, so one worker and many give the same scores.
 """
@@ -48,7 +48,9 @@ def local_cluster_cpus(actors: int, cpus_each: float) -> int:
 def score_item(reranker: Any, item: Mapping[str, Any], built: str | None = None) -> dict[str, Any]:
     """Score one work item: ``{"query_id", "doc_ids", "scores", "error", "seconds", "reranker"}``.
 
-    ``doc_ids`` and ``scores`` are best first; ties keep the input (first-stage) order.
+    ``doc_ids`` and ``scores`` are best first; ties keep the input (first-stage) order. An item's
+    ``first_stage_scores`` (when present and not ``None``) order the prompts
+    (``CoReReranker.score(..., first_stage_scores=...)``).
     ``reranker`` is ``built`` (the JSON of ``settings.built_settings``, so a job can record what
     ran on each worker). An exception becomes ``error`` ("Type: message", no scores), so one bad
     query never stops a job; the job reports it and exits non-zero.
@@ -58,7 +60,9 @@ def score_item(reranker: Any, item: Mapping[str, Any], built: str | None = None)
     start = time.perf_counter()
     result: dict[str, Any] = {"query_id": qid, "doc_ids": [], "scores": [], "error": None, "reranker": built}
     try:
-        scores = [float(s) for s in reranker.score(str(item["query"]), [str(d) for d in item["documents"]])]
+        first = item.get("first_stage_scores")
+        extra = {} if first is None else {"first_stage_scores": [float(s) for s in first]}
+        scores = [float(s) for s in reranker.score(str(item["query"]), [str(d) for d in item["documents"]], **extra)]
         if len(scores) != len(doc_ids):
             raise InputError(f"{len(doc_ids)} doc ids but {len(scores)} documents")
     except Exception as exc:

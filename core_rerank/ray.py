@@ -13,6 +13,9 @@ not shadow the real package)::
     # rows: query_id, doc_ids and scores (best first), error (None or why it failed), seconds,
     # reranker (JSON of the settings the actor built)
 
+An input row may also carry ``first_stage_scores`` (one number per document, higher is better):
+they then order that query's prompts (``CoReReranker.score(..., first_stage_scores=...)``).
+
 Each actor builds its reranker from one ``RerankerSettings`` (torch threads first, then only
 the layers the heads need; every setting as given, ``None`` included) and scores every row with
 ``core_rerank.pool.score_item``, the function the in-process path uses, so the scores are the
@@ -125,7 +128,8 @@ def rerank_dataset(
 ) -> Any:
     """A lazy Ray Dataset of ``{query_id, doc_ids, scores, error, seconds, reranker}`` (best first) for ``ds``.
 
-    ``ds`` rows: ``query_id``, ``query``, ``doc_ids`` and ``documents`` (strings, same length).
+    ``ds`` rows: ``query_id``, ``query``, ``doc_ids`` and ``documents`` (strings, same length),
+    optionally ``first_stage_scores`` (numbers, same length; they order the prompts).
     ``workers`` actors, each with ``threads_per_worker`` torch threads (also its CPU
     reservation) and ``gpus_per_worker`` GPUs, score ``batch_size`` queries per call. A query
     that cannot be scored gets ``error`` and no scores; it does not stop the job. The model

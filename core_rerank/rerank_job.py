@@ -4,7 +4,8 @@
 
 1. :func:`plan_job` reads the BEIR folder and the run and turns every query into one work item
    ``{"query_id", "query", "doc_ids", "documents"}`` (top ``depth`` candidates, documents as
-   ``title + " " + text``). Bad input never stops the job: malformed run lines, query ids
+   ``title + " " + text``; with ``first_stage_scores``, also the run's score of each, which then
+   orders the prompts). Bad input never stops the job: malformed run lines, query ids
    missing from ``queries.jsonl``, empty query texts, document ids missing from the corpus (or
    with no text), and queries left with no candidates are counted and listed in the summary.
 2. Queries already in ``<out>.parts/`` (or in a finished ``<out>`` made with the same
@@ -88,8 +89,10 @@ def plan_job(
     depth: int = 20,
     split: str = "test",
     keep_identical_ids: bool = False,
+    first_stage_scores: bool = False,
 ) -> Plan:
-    """Work items for every query of the run, and a report of what was wrong with the input."""
+    """Work items for every query of the run, and a report of what was wrong with the input
+    (``first_stage_scores``: each item carries the run's scores of its documents)."""
     from .datasets import find_corpus_file, load_corpus, load_qrels, load_queries
 
     if depth < 1:
@@ -144,7 +147,10 @@ def plan_job(
         if not kept:
             no_candidates.append(qid)
             continue
-        items.append({"query_id": qid, "query": queries[qid], "doc_ids": kept, "documents": texts})
+        item: dict[str, Any] = {"query_id": qid, "query": queries[qid], "doc_ids": kept, "documents": texts}
+        if first_stage_scores:
+            item["first_stage_scores"] = [run.scores[qid][doc_id] for doc_id in kept]
+        items.append(item)
     qrels_path = data_dir / "qrels" / f"{split}.tsv"
     judged_absent = [q for q in load_qrels(qrels_path)] if qrels_path.is_file() else []
     judged_absent = [q for q in judged_absent if q not in run.order]
@@ -276,6 +282,7 @@ def run_job(
     depth: int = 20,
     split: str = "test",
     keep_identical_ids: bool = False,
+    first_stage_scores: bool = False,
     workers: int = 1,
     use_ray: bool | None = None,
     overwrite: bool = False,
@@ -289,15 +296,17 @@ def run_job(
     Resumes from ``<out>.parts/`` (or a finished ``out``) made with the same settings;
     ``overwrite`` starts again. Queries that fail to score are left out of ``out`` and named in
     the summary (``queries.failed``); running again retries only them. ``on_result`` sees every
-    new result (tests use it to interrupt).
+    new result (tests use it to interrupt). ``first_stage_scores``: the run's scores order the
+    prompts (``core_rerank.first_stage``); the summary's settings then say so.
     """
     settings = settings or RerankerSettings()
     out = Path(out)
     started = time.perf_counter()
-    plan = plan_job(data_dir, run_file, depth, split, keep_identical_ids)
-    fingerprint = job_settings(
-        plan, settings, data_dir=data_dir, depth=depth, split=split, keep_identical_ids=keep_identical_ids
-    )
+    plan = plan_job(data_dir, run_file, depth, split, keep_identical_ids, first_stage_scores)
+    job: dict[str, Any] = {"depth": depth, "split": split, "keep_identical_ids": keep_identical_ids}
+    if first_stage_scores:  # recorded only when on: the settings of jobs without it are as before
+        job["first_stage_scores"] = True
+    fingerprint = job_settings(plan, settings, data_dir=data_dir, **job)
     store = run_files.PartStore(out)
     done = resume_results(out, fingerprint, store, overwrite)
     resumed = len({item["query_id"] for item in plan.items} & set(done))

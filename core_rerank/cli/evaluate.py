@@ -31,6 +31,12 @@ def register(commands: Any) -> None:
         'top-100, exact search over the corpus; pip install "core-rerank[dense]")',
     )
     p.add_argument("--depth", type=int, default=20, help="candidates reranked per query (top of the run)")
+    p.add_argument(
+        "--first-stage-scores",
+        action="store_true",
+        help="order each query's prompts by the run's own scores (higher is better) instead of its rank "
+        "order (core_rerank.first_stage); recorded in the results' settings",
+    )
     p.add_argument("--methods", default="first-stage,icr,qr,core", help="comma-separated: first-stage, icr, qr, core")
     p.add_argument("--heads", help="CoRe heads: preset name or JSON (default: the model's preset)")
     p.add_argument("--qr-heads", help="QR heads: preset name or JSON (default: the model's QR preset)")
@@ -132,6 +138,7 @@ def run_eval(args: argparse.Namespace) -> int:
         sweep_order=tuple(parse_sweep_order(args.sweep_order)),
         document_order=args.document_order,
         forward=args.forward,
+        first_stage_scores=args.first_stage_scores,
         max_queries=args.max_queries,
         device=args.device,
         dtype=args.dtype,

@@ -40,6 +40,12 @@ def register(commands) -> None:
         action="store_true",
         help="keep a candidate whose id equals the query id (BEIR drops it; so does eval)",
     )
+    p.add_argument(
+        "--first-stage-scores",
+        action="store_true",
+        help="order the prompts by the run's own scores (higher is better) instead of its rank order "
+        "(core_rerank.first_stage); recorded in the summary's settings",
+    )
     add_model_arguments(p)
     add_reranker_arguments(p)
     add_worker_arguments(p)
@@ -72,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         depth=args.depth,
         split=args.split,
         keep_identical_ids=args.keep_identical_ids,
+        first_stage_scores=args.first_stage_scores,
         workers=args.workers,
         use_ray=use_ray,
         overwrite=args.overwrite,

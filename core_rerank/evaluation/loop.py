@@ -26,23 +26,39 @@ def candidate_documents(data: EvalData, doc_ids: Sequence[str]) -> list[dict[str
     return [data.corpus.get(d, empty) for d in doc_ids]
 
 
-def score_query(reranker: Any, data: EvalData, qid: str, depth: int | None) -> tuple[list[str], list[float], float]:
-    """Candidates (first-stage order), their reranker scores and the seconds ``score`` took."""
+def first_stage_of(data: EvalData, qid: str, doc_ids: Sequence[str]) -> list[float]:
+    """The run's (first stage's) scores of ``doc_ids`` for ``qid``."""
+    return [data.run.scores[qid][d] for d in doc_ids]
+
+
+def score_query(
+    reranker: Any, data: EvalData, qid: str, depth: int | None, first_stage_scores: bool = False
+) -> tuple[list[str], list[float], float]:
+    """Candidates (first-stage order), their reranker scores and the seconds ``score`` took
+    (``first_stage_scores``: the run's scores order the prompts)."""
     doc_ids = data.candidates(qid, depth)
     if not doc_ids:
         return [], [], 0.0
     documents = candidate_documents(data, doc_ids)
+    extra = {"first_stage_scores": first_stage_of(data, qid, doc_ids)} if first_stage_scores else {}
     start = time.perf_counter()
-    scores = reranker.score(data.queries[qid], documents)
+    scores = reranker.score(data.queries[qid], documents, **extra)
     return doc_ids, [float(s) for s in scores], time.perf_counter() - start
 
 
 def score_queries(
-    reranker: Any, data: EvalData, qids: Iterable[str], depth: int | None, desc: str = "queries", progress: bool = False
+    reranker: Any,
+    data: EvalData,
+    qids: Iterable[str],
+    depth: int | None,
+    desc: str = "queries",
+    progress: bool = False,
+    first_stage_scores: bool = False,
 ) -> Iterator[tuple[str, list[str], list[float], float]]:
     """``(qid, candidates, scores, seconds)`` for each query, in ``qids`` order, as each is done."""
     for qid in progress_iter(qids, desc, unit="q", enabled=progress):
-        doc_ids, scores, seconds = score_query(reranker, data, qid, depth)
+        extra = {"first_stage_scores": True} if first_stage_scores else {}  # off: the call of before
+        doc_ids, scores, seconds = score_query(reranker, data, qid, depth, **extra)
         yield qid, doc_ids, scores, seconds
 
 

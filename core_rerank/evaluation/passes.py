@@ -57,7 +57,10 @@ def score_entry(
     entry["num_layers_built"] = reranker.model.config.num_hidden_layers
     entry["device"] = str(reranker.device)
     entry["reranker"] = built_settings(reranker)
-    for qid, _, scores, seconds in score_queries(reranker, data, todo, settings.depth, spec.label, settings.progress):
+    queries = score_queries(
+        reranker, data, todo, settings.depth, spec.label, settings.progress, settings.first_stage_scores
+    )
+    for qid, _, scores, seconds in queries:
         entry["per_query"][qid] = {"time_s": round(seconds, 4), "scores": [json_float(s) for s in scores]}
         save()
     peak = meter.peak_mb()

@@ -28,7 +28,8 @@ from .sensitivity import add_order_sensitivity
 from .settings import EvalSettings
 from .workers import uses_workers
 
-RESUME_KEYS = ("model", "data_dir", "split", "run", "depth", "dtype", "max_doc_words", "max_length")
+RESUME_KEYS: tuple[str, ...] = ("model", "data_dir", "split", "run", "depth", "dtype", "max_doc_words", "max_length")
+RESUME_KEYS += ("first_stage_scores",)  # absent from older files: read there as False
 
 
 def run_evaluation(
@@ -96,6 +97,8 @@ def _checked_methods(settings: EvalSettings) -> tuple[str, ...]:
     """The methods to run, after refusing settings that cannot run (unknown method, bad depth, ...)."""
     if settings.one_pass and uses_workers(settings):
         raise InputError("--one-pass runs one shared model in this process; it does not combine with --workers")
+    if settings.one_pass and settings.first_stage_scores:
+        raise InputError("--one-pass scores head subsets, which take no first-stage scores: drop one of the two")
     methods = tuple(settings.methods)
     unknown = [m for m in methods if m not in ALL_METHODS]
     if unknown:
@@ -223,6 +226,7 @@ def _settings_record(
         "window_tokens": settings.window_tokens,
         "sweep_order": list(settings.sweep_order),
         "document_order": settings.document_order,
+        "first_stage_scores": settings.first_stage_scores,  # the run's scores ordered the prompts
         "prune": list(settings.prune),
         "head_scores": settings.head_scores,
         "qr_head_scores": settings.qr_head_scores,
@@ -348,8 +352,7 @@ def _finish(run: _Run, planned: Sequence[str]) -> None:
 def _resume(results: dict[str, Any], out_path: Path, candidates: Mapping[str, list[str]]) -> None:
     """Take the stored entries of ``out_path`` into ``results`` (refused when settings differ)."""
     previous = read_results(out_path)
-    old = previous.get("settings", {})
-    new = results["settings"]
+    old, new = {"first_stage_scores": False, **previous.get("settings", {})}, results["settings"]
     if previous.get("format") != RESULTS_FORMAT or any(old.get(k) != new.get(k) for k in RESUME_KEYS):
         changed = [k for k in RESUME_KEYS if old.get(k) != new.get(k)]
         raise InputError(

@@ -30,6 +30,7 @@ class EvalSettings:
     sweep_order: tuple[str, ...] = ()  # orders inside each window (first_stage, reversed, both, ends)
     document_order: str = "auto"  # every entry's order inside each window; "auto": the heads' own
     forward: str = "auto"  # how prompts run (core_rerank.forward): same scores, other speed
+    first_stage_scores: bool = False  # the run's scores order each query's prompts (core_rerank.first_stage)
     prune: tuple[float, ...] = ()
     max_queries: int | None = None
     device: str | None = None

@@ -13,7 +13,7 @@ from ..datasets import EvalData
 from ..pool import uses_ray
 from ..rerank_job import score_items
 from ..utils import join_title, progress_bar
-from .loop import candidate_documents
+from .loop import candidate_documents, first_stage_of
 from .plan import EntrySpec
 from .settings import EvalSettings
 
@@ -38,7 +38,15 @@ def score_queries_on_workers(
             yield qid, [], [], 0.0
             continue
         documents = [join_title(d["title"], d["text"]) for d in candidate_documents(data, candidates[qid])]
-        items.append({"query_id": qid, "query": data.queries[qid], "doc_ids": candidates[qid], "documents": documents})
+        item: dict[str, Any] = {
+            "query_id": qid,
+            "query": data.queries[qid],
+            "doc_ids": candidates[qid],
+            "documents": documents,
+        }
+        if settings.first_stage_scores:
+            item["first_stage_scores"] = first_stage_of(data, qid, candidates[qid])
+        items.append(item)
     bar = progress_bar(len(items), f"{spec.label} ({settings.workers} workers)", unit="q", enabled=settings.progress)
     try:
         for result in score_items(
