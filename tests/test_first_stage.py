@@ -106,5 +106,5 @@ def test_first_stage_weight_in_the_heads_fuses_the_reranker_scores(model, tokeni
     assert fusing.score(QUERY, DOCS, first_stage_scores=first_stage) == pytest.approx(
         fuse({None: raw}, first_stage, 0.5)[None]
     )
-    with pytest.raises(InputError, match="first_stage_weight|greater"):
+    with pytest.raises(InputError, match=r"first_stage_weight|greater"):
         HeadConfig(heads=HEADS, scoring={"first_stage_weight": -1})
