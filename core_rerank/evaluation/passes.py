@@ -91,8 +91,10 @@ def score_in_one_pass(
     one pass per size, on the same model, and likewise each order (``--sweep-order``). Time and
     memory are the shared pass's (of the entry's window size and order), recorded on each entry.
     """
-    plain = {"window_tokens": None, "document_order": "first_stage"}
-    scorings = {  # window size and order are not scoring differences here: each gets its own pass
+    # Window size and order are not scoring differences here (each gets its own pass); nor is the
+    # first-stage weight, which needs first-stage scores (refused with --one-pass).
+    plain = {"window_tokens": None, "document_order": "first_stage", "first_stage_weight": 0.0}
+    scorings = {
         spec.label: (spec.heads.scoring if spec.heads is not None else HeadConfig(method="icr").scoring).model_copy(
             update=plain
         )
