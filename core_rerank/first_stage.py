@@ -98,11 +98,11 @@ def _zscores(values: Sequence[float]) -> list[float]:
 def fuse(scores: dict[Any, list[float]], first_stage: Any, weight: float) -> dict[Any, list[float]]:
     """Each score list fused with ``first_stage`` (see the module docstring); as it is without
     first-stage scores or with ``weight`` 0."""
-    if first_stage is None or not weight:
+    if first_stage is None or not weight or not scores:
         return scores
+    given = check_first_stage_scores(first_stage, len(next(iter(scores.values())))) or []
     fused = {}
     for name, values in scores.items():
-        given = check_first_stage_scores(first_stage, len(values)) or []
         kept = [i for i, v in enumerate(values) if math.isfinite(v)]
         out = list(values)
         if kept:

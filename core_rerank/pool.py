@@ -2,7 +2,8 @@
 
 Jobs (``rerank-run``, ``eval --workers``, ``core_rerank.ray.rerank_dataset``) score *work
 items* ``{"query_id", "query", "doc_ids", "documents"}`` (and, when the job passes them, the
-run's ``"first_stage_scores"``, one per document): in this process, or on a Ray actor pool. One rule decides which (:func:`uses_ray`), one formula sizes a local Ray cluster
+run's ``"first_stage_scores"``, one per document): in this process, or on a Ray actor pool.
+One rule decides which (:func:`uses_ray`), one formula sizes a local Ray cluster
 (:func:`local_cluster_cpus`, also used by the server's Ray Serve replicas), and every path
 scores an item with :func:`score_item`, so one worker and many give the same scores.
 """

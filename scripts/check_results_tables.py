@@ -538,14 +538,22 @@ def position_table() -> list[list[Cell]]:
             for weight in ("0.5", "1.0", "1.5")
         ),
     ):
-        cells = [
-            cat(num(table[key][name]["ndcg@10"], 2), " / ", num(table[key][name]["order_tau"], 3)) for name in sets
-        ]
-        rows.append([title, *cells, num(table[key]["mean"]["ndcg@10"], 2), num(table[key]["mean"]["order_tau"], 3)])
-    bm25 = summary_json["bm25"]
-    mean = sum(bm25[name] for name in sets) / len(sets)
-    rows.append(["BM25 (first stage)", *(num(bm25[name], 2) for name in sets), num(mean, 2), "-"])
+        rows.append(ndcg_tau_row(title, table[key], sets))
+    rows.append(baseline_row("BM25 (first stage)", summary_json["bm25"], sets))
     return rows
+
+
+def ndcg_tau_row(title: str, row: dict[str, Any], sets: Sequence[str], tau_is_one: bool = False) -> list[Cell]:
+    """A study table's row: "nDCG@10 / order tau" per set, then the means (``tau_is_one``: a
+    setting whose tau is 1 by construction, printed as 1.000)."""
+    taus = {name: 1.0 if tau_is_one else row[name]["order_tau"] for name in [*sets, "mean"]}
+    cells = [cat(num(row[name]["ndcg@10"], 2), " / ", num(taus[name], 3)) for name in sets]
+    return [title, *cells, num(row["mean"]["ndcg@10"], 2), num(taus["mean"], 3)]
+
+
+def baseline_row(title: str, values: dict[str, float], sets: Sequence[str]) -> list[Cell]:
+    """A study table's baseline row: nDCG@10 per set and their mean, no tau."""
+    return [title, *(num(values[name], 2) for name in sets), num(sum(values[n] for n in sets) / len(sets), 2), "-"]
 
 
 def first_stage_order_table() -> list[list[Cell]]:
@@ -562,15 +570,9 @@ def first_stage_order_table() -> list[list[Cell]]:
         ("input+first-stage@1.0", "`first_stage_scores`, w 1", False),
         ("input+first-stage@2.0", "`first_stage_scores`, w 2", False),
     ):
-        row = table[key]
-        taus = [1.0 if tau_one else row[name]["order_tau"] for name in sets]
-        cells = [cat(num(row[name]["ndcg@10"], 2), " / ", num(tau, 3)) for name, tau in zip(sets, taus)]
-        mean_tau = 1.0 if tau_one else row["mean"]["order_tau"]
-        rows.append([title, *cells, num(row["mean"]["ndcg@10"], 2), num(mean_tau, 3)])
+        rows.append(ndcg_tau_row(title, table[key], sets, tau_one))
     for key, title in (("bm25", "BM25 (first stage)"), ("in-list lexical", "in-list BM25 alone")):
-        values = summary_json["baselines"][key]
-        mean = sum(values[name] for name in sets) / len(sets)
-        rows.append([title, *(num(values[name], 2) for name in sets), num(mean, 2), "-"])
+        rows.append(baseline_row(title, summary_json["baselines"][key], sets))
     return rows
 
 

@@ -26,8 +26,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -37,7 +35,7 @@ import window_study  # noqa: E402
 from core_rerank import CoReReranker  # noqa: E402
 from core_rerank.datasets import bm25_run, load_eval_data  # noqa: E402
 from core_rerank.evaluation.metrics import evaluate, kendall_tau, strict_scores  # noqa: E402
-from core_rerank.first_stage import lexical_scores  # noqa: E402
+from core_rerank.first_stage import fuse, lexical_scores  # noqa: E402
 from core_rerank.head_config import resolve_heads  # noqa: E402
 from core_rerank.prompt import truncate_words  # noqa: E402
 from core_rerank.utils import join_title  # noqa: E402
@@ -118,12 +116,6 @@ def add_first_stage_signals(name: str, record: dict, queries: dict, corpus: dict
 
 
 # ---------------------------------------------------------------------- offline evaluation
-def zscores(values: list[float]) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
-    spread = array.std()
-    return (array - array.mean()) / spread if spread > 0 else np.zeros_like(array)
-
-
 def setting_scores(entry: dict, setting: str, shuffled: bool) -> list[float]:
     """A setting's scores (input indices) of one query: ``run``, ``run+lexical@w`` or ``run+rrf``."""
     run, _, fusion = setting.partition("+")
@@ -132,7 +124,7 @@ def setting_scores(entry: dict, setting: str, shuffled: bool) -> list[float]:
         return own
     signal, _, weight = fusion.partition("@")
     other = entry["in_list_bm25" if signal == "lexical" else "first_stage"]
-    return (zscores(own) + float(weight) * zscores(other)).tolist()
+    return fuse({None: own}, other, float(weight))[None]  # what first_stage_weight computes
 
 
 def evaluate_set(record: dict, setting: str) -> tuple[float, float]:

@@ -28,8 +28,18 @@ from .sensitivity import add_order_sensitivity
 from .settings import EvalSettings
 from .workers import uses_workers
 
-RESUME_KEYS: tuple[str, ...] = ("model", "data_dir", "split", "run", "depth", "dtype", "max_doc_words", "max_length")
-RESUME_KEYS += ("first_stage_scores",)  # absent from older files: read there as False
+# first_stage_scores is absent from older files: _resume reads it there as False.
+RESUME_KEYS = (
+    "model",
+    "data_dir",
+    "split",
+    "run",
+    "depth",
+    "dtype",
+    "max_doc_words",
+    "max_length",
+    "first_stage_scores",
+)
 
 
 def run_evaluation(

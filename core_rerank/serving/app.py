@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InputError
+from ..first_stage import check_first_stage_scores
 from . import dialects
 from .errors import APIError
 from .metrics import Metrics
@@ -40,7 +41,6 @@ from .schemas import (
     TEIResult,
     describe_validation_error,
     document_text,
-    first_stage_option,
     span_options,
 )
 from .service import LocalScorer, RerankService
@@ -225,7 +225,7 @@ def first_stage(value: Any, count: int) -> list[float] | None:
     """A request's checked ``first_stage_scores`` (``None`` when absent); a bad value is 422, as
     a bad ``relevant_spans`` is."""
     try:
-        return first_stage_option(value, count)
+        return check_first_stage_scores(value, count)
     except InputError as exc:
         raise APIError(422, f"invalid request: first_stage_scores: {exc}") from None
 

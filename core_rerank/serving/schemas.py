@@ -14,7 +14,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import InputError
-from ..first_stage import check_first_stage_scores
 
 
 def check_query(value: str) -> str:
@@ -95,12 +94,6 @@ def span_options(value: Any) -> dict[str, Any] | None:
     if options.mode == "disabled":
         return None
     return {"threshold": options.threshold, "max_spans": options.max_spans}
-
-
-def first_stage_option(value: Any, count: int) -> list[float] | None:
-    """``rerank(first_stage_scores=...)`` from a request's field (``None``: absent): numbers, one
-    per document; anything else is an ``InputError`` (the route answers 422)."""
-    return check_first_stage_scores(value, count)
 
 
 class TEIRerankRequest(BaseModel):

@@ -73,9 +73,9 @@ class CoReReRanker(pt.Transformer):
         ``relevant_spans`` column: per row ``[{start, end, score}]`` best first, character
         offsets into the ``text_field`` text. ``use_first_stage_scores``: order each query's
         prompts by the input's ``score`` column (the first stage's, higher is better; the column
-        is then required) instead of the rows' order (``core_rerank.first_stage``); it is not
-        mixed into the CoRe score. A query with a missing (NaN) score in any row keeps the
-        heads' order, with a ``UserWarning``."""
+        is then required) instead of the rows' order (``core_rerank.first_stage``); it enters the
+        score only with the heads' ``scoring.first_stage_weight`` > 0. A query with a missing
+        (NaN) score in any row keeps the heads' order, with a ``UserWarning``."""
         if "reranker" in loading_settings:
             raise TypeError("CoReReRanker(reranker=...) does not exist: use CoReReRanker.from_reranker(reranker)")
         explicit = dict(
